@@ -101,13 +101,20 @@ class InteractionLog:
         timestamps = frame["timestamp"]
         if not pd.api.types.is_numeric_dtype(timestamps):
             if pd.api.types.is_datetime64_any_dtype(timestamps):
-                timestamps = timestamps.astype("int64") // 10**9
+                # The datetime unit varies (pandas 3 parses strings to microseconds, Parquet
+                # often stores milliseconds), so divide by a timedelta, not by 10**9.
+                if getattr(timestamps.dt, "tz", None) is not None:
+                    timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)
+                timestamps = (timestamps - pd.Timestamp(0)) // pd.Timedelta(seconds=1)
             else:
-                bad = timestamps[pd.to_numeric(timestamps, errors="coerce").isna()].iloc[:3].tolist()
-                raise DataError(
-                    f"timestamp column contains non-numeric values such as {bad!r}; "
-                    "pass unix seconds, or parse the column with pandas.to_datetime first."
-                )
+                numeric = pd.to_numeric(timestamps, errors="coerce")
+                bad = timestamps[numeric.isna() & timestamps.notna()].iloc[:3].tolist()
+                if bad:
+                    raise DataError(
+                        f"timestamp column contains non-numeric values such as {bad!r}; "
+                        "pass unix seconds, or parse the column with pandas.to_datetime first."
+                    )
+                timestamps = numeric
         if timestamps.isna().any():
             raise DataError(
                 f"timestamp column contains {int(timestamps.isna().sum())} missing value(s); "

@@ -275,9 +275,12 @@ def temporal(
     timestamps = frame["timestamp"].to_numpy()
     cut = _cutoff_value(timestamps, cutoff, "cutoff")
     if validation_cutoff is None:
-        quantile = (cutoff - 0.1) if isinstance(cutoff, float) else 0.7
-        validation_cutoff = max(quantile, 0.05)
-    validation_cut = _cutoff_value(timestamps, validation_cutoff, "validation_cutoff")
+        # A fixed 0.7 quantile could fall after an early absolute cutoff. So an absolute
+        # cutoff is first turned into its quantile, and the default is 0.1 below that.
+        position = cutoff if isinstance(cutoff, float) else float(np.mean(timestamps < cut))
+        validation_cut = min(int(np.quantile(timestamps, max(position - 0.1, 0.05))), cut)
+    else:
+        validation_cut = _cutoff_value(timestamps, validation_cutoff, "validation_cutoff")
     if validation_cut > cut:
         raise ConfigError(
             f"validation_cutoff ({validation_cut}) is after cutoff ({cut}); the validation cutoff must come first."
