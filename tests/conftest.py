@@ -39,3 +39,30 @@ def ml_latest_small_dir() -> Path:
     if not (path / "ratings.csv").exists():
         pytest.fail(f"ml-latest-small not found at {path}; the shared datasets folder must sit beside the clone.")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_report(tmp_path_factory):
+    """Run ``recwidgets report`` once on ML-100K with all models and 1 SASRec epoch.
+
+    Returns the output folder with ``report.html``, ``metrics.json`` and ``findings.json``.
+    One epoch keeps the fixture cheap; the content checks do not depend on model quality.
+    """
+    from recwidgets.cli import main
+
+    out = tmp_path_factory.mktemp("report")
+    code = main(
+        [
+            "report",
+            "--data", str(SHARED_DATASETS / "ml-100k"),
+            "--model", "all",
+            "--epochs", "1",
+            "--bootstrap", "100",
+            "--no-progress",
+            "--out", str(out / "report.html"),
+            "--metrics-json", str(out / "metrics.json"),
+            "--findings-json", str(out / "findings.json"),
+        ]
+    )
+    assert code == 0
+    return out

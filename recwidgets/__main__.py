@@ -1,0 +1,7 @@
+"""Allow ``python -m recwidgets report ...``."""
+
+import sys
+
+from recwidgets.cli import main
+
+sys.exit(main())
