@@ -118,7 +118,7 @@ def test_single_interaction_user_under_leave_last_out(tmp_path, out, capsys):
         {"user_id": [1, 1, 1, 2], "item_id": [1, 2, 3, 1], "timestamp": [1, 2, 3, 4]}
     ).to_csv(log, index=False)
 
-    code = run_cli("--data", str(log), "--model", "popularity", "--out", out)
+    code = run_cli("--data", str(log), "--model", "popularity", "--k", "2", "--out", out)
 
     assert code == 2
     error = capsys.readouterr().err
