@@ -184,6 +184,7 @@ def diagnose(
     seed: int = 0,
     popularity=None,
     checks: Iterable[str] | None = None,
+    coldstart_curve=None,
 ) -> Diagnosis:
     """Run every detector that has its inputs and return the findings, errors first.
 
@@ -201,6 +202,9 @@ def diagnose(
             from ``results`` or computed on ``split`` (cheap: one count per item).
         checks: detector groups to run (default all): ``data``, ``leakage``, ``protocol``,
             ``fit``, ``bias``, ``coldstart``, ``embedding``, ``attention``.
+        coldstart_curve: a ``recwidgets.coldstart.ColdStartResult``; when given, the
+            ``coldstart.users`` and ``coldstart.items`` findings also come from the curve
+            (the model against popularity for users revealed at most 5 interactions).
 
     Detectors without their inputs are skipped with a logged reason, kept in
     ``Diagnosis.skipped``. A detector that raises is logged and skipped too, so one broken
@@ -270,6 +274,8 @@ def diagnose(
                     f"coldstart ({name})", skipped, check_coldstart, {name: result}, train_popularity, split,
                     reference=reference_for.get(name), seed=seed,
                 )  # fmt: skip
+            if coldstart_curve is not None:
+                findings += _run("coldstart (curve)", skipped, _curve_findings, coldstart_curve)
 
         if "embedding" in groups:
             for name, model in models.items():
@@ -282,6 +288,13 @@ def diagnose(
             findings += _attention_checks(models, split, seed, skip, skipped)
 
     return Diagnosis(findings, skipped=skipped, measurements=measurements)
+
+
+def _curve_findings(curve) -> list[Finding]:
+    from recwidgets.coldstart.evaluation import coldstart_finding, coldstart_items_finding
+
+    found = [coldstart_finding(curve, max_n=5), coldstart_items_finding(curve)]
+    return [finding for finding in found if finding is not None]
 
 
 def _run_value(name: str, skipped: list, function, *args):

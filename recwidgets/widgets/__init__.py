@@ -1,6 +1,7 @@
 """Jupyter widgets (anywidget) of recwidgets and the runtime they share."""
 
 from recwidgets.widgets.base import ArrayTrait, RecWidget, array_from_json, array_to_json, load_esm
+from recwidgets.widgets.cold_start_curve import ColdStartCurve
 from recwidgets.widgets.diagnosis_report import DiagnosisReport
 from recwidgets.widgets.metric_panel import MetricPanel
 from recwidgets.widgets.training_monitor import TrainingMonitor
@@ -8,6 +9,7 @@ from recwidgets.widgets.training_monitor import TrainingMonitor
 __all__ = [
     "ArrayTrait",
     "AttentionHeatmap",
+    "ColdStartCurve",
     "DiagnosisReport",
     "MetricPanel",
     "RecWidget",
