@@ -12,6 +12,7 @@ __all__ = [
     "ColdStartCurve",
     "DiagnosisReport",
     "MetricPanel",
+    "OnlineUpdatePanel",
     "RecWidget",
     "TrainingMonitor",
     "array_from_json",
@@ -21,9 +22,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # The attention widget pulls in the explain package, so it is imported on first use.
+    # These widgets pull in the explain and online packages, so they are imported on first use.
     if name == "AttentionHeatmap":
         from recwidgets.widgets.attention_heatmap import AttentionHeatmap
 
         return AttentionHeatmap
+    if name == "OnlineUpdatePanel":
+        from recwidgets.widgets.online_update_panel import OnlineUpdatePanel
+
+        return OnlineUpdatePanel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
