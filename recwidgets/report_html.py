@@ -116,6 +116,13 @@ def write_report_html(path, *, log, split, models, results, findings, monitor=No
             f"split {card.split}. Every model is ranked against the full catalog with the same protocol, "
             "shown in the card below."
         ),
+        Heading("Dashboard"),
+        Text(
+            "Click a segment to list its users and a user to see the history, the recommendations and their "
+            "explanations; a finding's \"show\" link opens the view it names. Explanations are precomputed for "
+            "users of the weakest segments."
+        ),
+        _dashboard(split, models, results, findings),
         Heading("Metrics"),
         MetricPanel(list(results.values())),
     ]
@@ -135,6 +142,15 @@ def write_report_html(path, *, log, split, models, results, findings, monitor=No
         items.append(Text("No finding."))
 
     return save_html(Path(path), *items, title=f"recwidgets report: {card.dataset}")
+
+
+def _dashboard(split, models: dict, results: dict, findings):
+    """Return the linked Dashboard, inspecting SASRec when it was trained, else the first model."""
+    from recwidgets.widgets.dashboard import Dashboard
+
+    name = "sasrec" if "sasrec" in models else next(iter(models), None)
+    model = models.get(name) if name is not None else None
+    return Dashboard(results, split=split, model=model, findings=findings)
 
 
 def _diagnosis_widget(findings):

@@ -10,6 +10,7 @@ __all__ = [
     "ArrayTrait",
     "AttentionHeatmap",
     "ColdStartCurve",
+    "Dashboard",
     "DiagnosisReport",
     "MetricPanel",
     "OnlineUpdatePanel",
@@ -27,6 +28,10 @@ def __getattr__(name: str):
         from recwidgets.widgets.attention_heatmap import AttentionHeatmap
 
         return AttentionHeatmap
+    if name == "Dashboard":
+        from recwidgets.widgets.dashboard import Dashboard
+
+        return Dashboard
     if name == "OnlineUpdatePanel":
         from recwidgets.widgets.online_update_panel import OnlineUpdatePanel
 
