@@ -15,10 +15,11 @@ import logging
 
 from recwidgets import datasets
 from recwidgets.data import InteractionLog, ProtocolCard, Split, leave_last_out, split, temporal
+from recwidgets.diagnose import Finding, diagnose
 from recwidgets.evaluation import EvaluationResult, compare, evaluate
 from recwidgets.export import save_html
 from recwidgets.models import EASE, Popularity, SASRec, SASRecConfig, TorchModuleRecommender
-from recwidgets.widgets import MetricPanel, TrainingMonitor
+from recwidgets.widgets import ColdStartCurve, DiagnosisReport, MetricPanel, TrainingMonitor
 
 __version__ = "0.1.0"
 
@@ -26,10 +27,16 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "AttentionHeatmap",
+    "ColdStartCurve",
+    "Dashboard",
+    "DiagnosisReport",
     "EASE",
     "EvaluationResult",
+    "Finding",
     "InteractionLog",
     "MetricPanel",
+    "OnlineUpdatePanel",
     "Popularity",
     "ProtocolCard",
     "SASRec",
@@ -39,9 +46,19 @@ __all__ = [
     "TrainingMonitor",
     "compare",
     "datasets",
+    "diagnose",
     "evaluate",
     "leave_last_out",
     "save_html",
     "split",
     "temporal",
 ]
+
+
+def __getattr__(name: str):
+    # Widgets that pull in the explain and online packages load on first use.
+    if name in ("AttentionHeatmap", "Dashboard", "OnlineUpdatePanel", "ShapExplorer"):
+        from recwidgets import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
