@@ -41,6 +41,7 @@ __all__ = [
     "ProtocolCard",
     "SASRec",
     "SASRecConfig",
+    "ShapExplorer",
     "Split",
     "TorchModuleRecommender",
     "TrainingMonitor",

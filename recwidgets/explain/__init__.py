@@ -1,4 +1,4 @@
-"""Explanations of model behaviour: attention weights and their aggregates."""
+"""Explanations of model behaviour: attention weights, Shapley attributions and faithfulness curves."""
 
 from recwidgets.explain.attention import AttentionProfile as AttentionProfile
 from recwidgets.explain.attention import AttentionResult as AttentionResult
@@ -12,3 +12,22 @@ from recwidgets.explain.attention import head_similarity as head_similarity
 from recwidgets.explain.attention import popularity_buckets as popularity_buckets
 from recwidgets.explain.attention import popularity_profile as popularity_profile
 from recwidgets.explain.attention import recency_profile as recency_profile
+from recwidgets.explain.faithfulness import AttributionUnavailable as AttributionUnavailable
+from recwidgets.explain.faithfulness import attention_attribution as attention_attribution
+from recwidgets.explain.faithfulness import curve_auc as curve_auc
+from recwidgets.explain.faithfulness import deletion_insertion_curves as deletion_insertion_curves
+from recwidgets.explain.faithfulness import faithfulness_curves as faithfulness_curves
+from recwidgets.explain.faithfulness import faithfulness_table as faithfulness_table
+from recwidgets.explain.faithfulness import gradient_attribution as gradient_attribution
+from recwidgets.explain.shap_values import ConvergenceWarning as ConvergenceWarning
+from recwidgets.explain.shap_values import ExplanationCancelled as ExplanationCancelled
+from recwidgets.explain.shap_values import ExplanationCost as ExplanationCost
+from recwidgets.explain.shap_values import HistoryValueFunction as HistoryValueFunction
+from recwidgets.explain.shap_values import ShapExplainer as ShapExplainer
+from recwidgets.explain.shap_values import ShapMeta as ShapMeta
+from recwidgets.explain.shap_values import attribution_summary as attribution_summary
+from recwidgets.explain.shap_values import explain_recommendation as explain_recommendation
+from recwidgets.explain.shap_values import genre_groups as genre_groups
+from recwidgets.explain.shap_values import recency_groups as recency_groups
+from recwidgets.explain.shap_values import recommend as recommend
+from recwidgets.explain.shap_values import shap_frame as shap_frame

@@ -15,6 +15,7 @@ __all__ = [
     "MetricPanel",
     "OnlineUpdatePanel",
     "RecWidget",
+    "ShapExplorer",
     "TrainingMonitor",
     "array_from_json",
     "array_to_json",
@@ -32,6 +33,10 @@ def __getattr__(name: str):
         from recwidgets.widgets.dashboard import Dashboard
 
         return Dashboard
+    if name == "ShapExplorer":
+        from recwidgets.widgets.shap_explorer import ShapExplorer
+
+        return ShapExplorer
     if name == "OnlineUpdatePanel":
         from recwidgets.widgets.online_update_panel import OnlineUpdatePanel
 
