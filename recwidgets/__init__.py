@@ -18,6 +18,7 @@ from recwidgets.data import InteractionLog, ProtocolCard, Split, leave_last_out,
 from recwidgets.diagnose import Finding, diagnose
 from recwidgets.evaluation import EvaluationResult, compare, evaluate
 from recwidgets.export import save_html
+from recwidgets.ipython import load_ipython_extension, unload_ipython_extension
 from recwidgets.models import EASE, Popularity, SASRec, SASRecConfig, TorchModuleRecommender
 from recwidgets.widgets import ColdStartCurve, DiagnosisReport, MetricPanel, TrainingMonitor
 
@@ -50,9 +51,11 @@ __all__ = [
     "diagnose",
     "evaluate",
     "leave_last_out",
+    "load_ipython_extension",
     "save_html",
     "split",
     "temporal",
+    "unload_ipython_extension",
 ]
 
 
