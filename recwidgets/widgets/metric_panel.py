@@ -22,7 +22,9 @@ SEGMENT_COLUMNS = {"activity": "User activity", "target_popularity": "Target pop
 ALL_USERS = "All users"
 
 #: Card fields whose text may differ between models without making numbers incomparable.
-_CARD_ROWS_ALLOWED_TO_DIFFER = {"Model"}
+#: The max history length is how much of the same history a model reads (SASRec's window,
+#: none for EASE), a property of the model rather than of the evaluation protocol.
+_CARD_ROWS_ALLOWED_TO_DIFFER = {"Model", "Max history length"}
 
 # A metric label such as "NDCG@10" or "NDCG@10 (sampled, 100 negatives)".
 _LABEL = re.compile(r"^(?P<name>[^@]+)@(?P<k>\d+)(?P<suffix>.*)$")
