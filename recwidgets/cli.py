@@ -39,6 +39,22 @@ def _k_list(text: str) -> tuple[int, ...]:
     return tuple(values)
 
 
+def _cutoff(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid cutoff {text!r}; pass a quantile such as 0.8 or a unix time in seconds such as 1700000000"
+        ) from None
+    if 0.0 < value < 1.0:
+        return value
+    if value >= 1.0 and value == int(value):
+        return int(value)
+    raise argparse.ArgumentTypeError(
+        f"invalid cutoff {text!r}; pass a quantile in (0, 1) such as 0.8 or a whole unix time in seconds"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -79,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--split", default="leave-last-out", choices=("leave-last-out", "temporal"), help="evaluation split (default: leave-last-out)"
     )
+    report.add_argument(
+        "--short-users",
+        default="raise",
+        choices=("raise", "drop", "train"),
+        help="leave-last-out only: what to do with users with fewer than 3 interactions "
+        "(raise an error, drop them, or keep them for training only; default: raise)",
+    )
+    report.add_argument(
+        "--cutoff",
+        type=_cutoff,
+        default=None,
+        help="temporal split only: the test cutoff, a quantile of the timestamps in (0, 1) or a unix time "
+        "in seconds (default: 0.8)",
+    )
     report.add_argument("--epochs", type=_positive_int, default=None, help="maximum SASRec training epochs (default: 60, with early stopping after 10 epochs without improvement)")
     report.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default: auto, CUDA when available)")
     report.add_argument("--seed", type=int, default=2020, help="random seed for training, sampling and bootstrap (default: 2020)")
@@ -117,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kcore=args.kcore,
                 model=args.model,
                 split=args.split,
+                short_users=args.short_users,
+                cutoff=args.cutoff,
                 epochs=args.epochs,
                 device=args.device,
                 seed=args.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,8 @@ def run_report(
     kcore: int | None = None,
     model: str = "all",
     split: str = "leave-last-out",
+    short_users: str = "raise",
+    cutoff: float | int | None = None,
     epochs: int | None = None,
     device: str = "auto",
     seed: int = 2020,
@@ -134,8 +137,8 @@ def run_report(
     out = Path(out)
     # Fail on an unwritable destination before minutes of training, not after.
     for target in (out, metrics_json, findings_json, checkpoint):
-        if target is not None and not Path(target).expanduser().resolve().parent.is_dir():
-            raise ConfigError(f"output folder of {target} does not exist; create it first or pick another path.")
+        if target is not None:
+            _check_writable(Path(target))
 
     log = load_log(
         data,
@@ -152,7 +155,12 @@ def run_report(
     k = check_cutoffs(k, log.n_items)
     if n_bootstrap < 0:
         raise ConfigError(f"n_bootstrap={n_bootstrap} is invalid; pass 0 to disable CIs or a positive count such as 1000.")
-    data_split = make_split(log, split)
+    split_options = {}
+    if split == "leave-last-out":
+        split_options["short_users"] = short_users
+    elif cutoff is not None:
+        split_options["cutoff"] = cutoff
+    data_split = make_split(log, split, **split_options)
 
     from recwidgets.widgets import TrainingMonitor
 
@@ -207,6 +215,18 @@ def run_report(
         findings=findings,
         html_bytes=html_bytes,
     )
+
+
+def _check_writable(target: Path) -> None:
+    """Raise ConfigError unless ``target`` can be created or overwritten as a file."""
+    path = target.expanduser()
+    if path.is_dir():
+        raise ConfigError(f"output path {target} is a folder; pass a file name such as {path / 'report.html'}.")
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise ConfigError(f"output folder of {target} does not exist; create it first or pick another path.")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"output path {target} is not writable; pick a folder you can write to.")
 
 
 def _json_default(value):

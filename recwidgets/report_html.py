@@ -130,7 +130,7 @@ def write_report_html(path, *, log, split, models, results, findings, monitor=No
     if monitor is not None:
         items += [Heading("Training"), monitor]
 
-    items += [Heading("Popularity and long tail"), long_tail_chart(split), exposure_chart(split, results)]
+    items += [Heading("Popularity and long tail"), long_tail_chart(split), exposure_chart(split, results, k=_display_k(results))]
 
     items.append(Heading("Diagnosis"))
     report_widget = _diagnosis_widget(findings)
@@ -144,13 +144,19 @@ def write_report_html(path, *, log, split, models, results, findings, monitor=No
     return save_html(Path(path), *items, title=f"recwidgets report: {card.dataset}")
 
 
+def _display_k(results: dict) -> int:
+    """Return 10 when it was evaluated, else the largest evaluated cutoff."""
+    ks = next(iter(results.values())).k
+    return 10 if 10 in ks else max(ks)
+
+
 def _dashboard(split, models: dict, results: dict, findings):
     """Return the linked Dashboard, inspecting SASRec when it was trained, else the first model."""
     from recwidgets.widgets.dashboard import Dashboard
 
     name = "sasrec" if "sasrec" in models else next(iter(models), None)
     model = models.get(name) if name is not None else None
-    return Dashboard(results, split=split, model=model, findings=findings)
+    return Dashboard(results, split=split, model=model, findings=findings, k=_display_k(results))
 
 
 def _diagnosis_widget(findings):

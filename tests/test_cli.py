@@ -123,7 +123,37 @@ def test_single_interaction_user_under_leave_last_out(tmp_path, out, capsys):
     assert code == 2
     error = capsys.readouterr().err
     assert "fewer than 3" in error
-    assert "kcore" in error
+    assert "--short-users drop" in error
+    assert "user 2 " in error
+
+
+def test_short_users_drop_flag_runs(tmp_path, out):
+    log = tmp_path / "log.csv"
+    pd.DataFrame(
+        {"user_id": [1, 1, 1, 1, 2], "item_id": [1, 2, 3, 4, 1], "timestamp": [1, 2, 3, 4, 5]}
+    ).to_csv(log, index=False)
+
+    code = run_cli(
+        "--data", str(log), "--model", "popularity", "--k", "2", "--bootstrap", "0", "--short-users", "drop", "--out", out
+    )
+
+    assert code == 0
+
+
+def test_output_folder_as_file_rejected(ml100k_dir, tmp_path, capsys):
+    code = run_cli("--data", str(ml100k_dir), "--model", "popularity", "--out", str(tmp_path))
+
+    assert code == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cutoff", ["abc", "1.5", "-0.2"])
+def test_invalid_cutoff_rejected(ml100k_dir, out, cutoff, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("--data", str(ml100k_dir), "--split", "temporal", "--cutoff", cutoff, "--out", out)
+
+    assert exit_info.value.code == 2
+    assert cutoff in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("k", ["0", "-5"])

@@ -410,3 +410,33 @@ def test_item_file_without_id_column(tmp_path, events):
     items.write_text("id,title\n10,Lamp\n")
     with pytest.raises(DataError, match=r"'item_id' not found.*\['id', 'title'\]"):
         load_table(path, user_col="visitor", item_col="product", time_col="when", items=items)
+
+
+def test_timestamp_error_names_bad_values_among_numbers(tmp_path):
+    from recwidgets.data.loaders import load_table
+    from recwidgets.errors import DataError
+
+    path = tmp_path / "log.csv"
+    times = [str(1_000_000_000 + 60 * i) for i in range(50)] + ["yesterday", "abc"]
+    pd.DataFrame({"user_id": [1] * 52, "item_id": list(range(52)), "timestamp": times}).to_csv(path, index=False)
+
+    with pytest.raises(DataError) as error:
+        load_table(path)
+
+    message = str(error.value)
+    assert "2 value(s)" in message
+    assert "yesterday" in message
+    assert "1000000000" not in message
+
+
+def test_timestamp_mixing_numbers_and_dates_rejected(tmp_path):
+    from recwidgets.data.loaders import load_table
+    from recwidgets.errors import DataError
+
+    path = tmp_path / "log.csv"
+    pd.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": ["1000000000", "2020-01-31"]}).to_csv(
+        path, index=False
+    )
+
+    with pytest.raises(DataError, match="mixes unix numbers"):
+        load_table(path)

@@ -143,13 +143,21 @@ def parse_timestamps(values: pd.Series, *, source: str | Path, column: str) -> p
         return _unix_seconds(numeric, source, column)
 
     parsed = pd.to_datetime(values.astype(str), format="ISO8601", utc=True, errors="coerce")
-    failed = parsed.isna()
+    # A value is bad only when it is neither a number nor a date, so a few typos in a column of
+    # unix seconds are reported by their own text, not by the valid numbers around them.
+    failed = parsed.isna() & numeric.isna()
     if failed.any():
         examples = values[failed].iloc[:3].tolist()
         raise DataError(
             f"{source}: timestamp column {column!r} has {int(failed.sum())} value(s) that are neither unix "
             f"seconds nor ISO 8601 dates, such as {examples!r}. Convert them to unix seconds or to ISO 8601 "
             "(for example 2020-01-31 or 2020-01-31T12:00:00Z), or map another column with time_col=."
+        )
+    mixed = parsed.isna()
+    if mixed.any():
+        raise DataError(
+            f"{source}: timestamp column {column!r} mixes unix numbers (such as {values[mixed].iloc[0]!r}) with "
+            f"date strings (such as {values[~mixed].iloc[0]!r}); convert the column to one of the two formats."
         )
     return _datetimes_to_seconds(parsed)
 

@@ -164,17 +164,21 @@ class Split:
         raise ConfigError(f"unknown split part {name!r}; use 'validation' or 'test'.")
 
 
-def _check_short_users(counts: pd.Series, minimum: int, short_users: str, split_name: str) -> np.ndarray:
+def _check_short_users(
+    log: InteractionLog, counts: pd.Series, minimum: int, short_users: str, split_name: str
+) -> np.ndarray:
     """Return the users with fewer than ``minimum`` interactions, raising under the 'raise' policy."""
     if short_users not in SHORT_USER_POLICIES:
         raise ConfigError(f"short_users={short_users!r} is invalid; use one of {SHORT_USER_POLICIES}.")
     short = counts.index[counts < minimum].to_numpy()
     if len(short) and short_users == "raise":
+        example = int(short[0])
         raise DataError(
             f"{len(short)} user(s) have fewer than {minimum} interactions, which {split_name} needs "
-            f"(for example internal user {int(short[0])} with {int(counts.loc[short[0]])}). "
-            f"Filter them with kcore={minimum}, or pass short_users='drop' to remove them or "
-            "short_users='train' to keep them for training only."
+            f"(for example user {log.user_ids[example]!r} with {int(counts.loc[example])}). "
+            f"Pass short_users='drop' (--short-users drop) to remove them, short_users='train' "
+            f"(--short-users train) to keep them for training only, or filter with kcore={minimum} "
+            f"(--kcore {minimum}), which also drops items with fewer than {minimum} interactions."
         )
     return short
 
@@ -189,7 +193,7 @@ def leave_last_out(log: InteractionLog, *, short_users: str = "raise") -> Split:
     """
     frame = log.interactions
     counts = frame.groupby("user").size()
-    short = _check_short_users(counts, 3, short_users, "leave-last-out")
+    short = _check_short_users(log, counts, 3, short_users, "leave-last-out")
     dropped = len(short) if short_users == "drop" else 0
 
     # Position of each event from the end of its user's sequence: 0 = last.
