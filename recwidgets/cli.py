@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="temporal split only: the test cutoff, a quantile of the timestamps in (0, 1) or a unix time "
         "in seconds (default: 0.8)",
     )
-    report.add_argument("--epochs", type=_positive_int, default=None, help="maximum SASRec training epochs (default: 60, with early stopping after 10 epochs without improvement)")
+    report.add_argument("--epochs", type=_positive_int, default=None, help="maximum SASRec training epochs (default: 40, with early stopping after 10 epochs without improvement)")
     report.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default: auto, CUDA when available)")
     report.add_argument("--seed", type=int, default=2020, help="random seed for training, sampling and bootstrap (default: 2020)")
     report.add_argument("--k", type=_k_list, default=(5, 10, 20), help="list cutoffs, comma-separated (default: 5,10,20)")

@@ -84,7 +84,7 @@ def train_models(split, names, *, epochs, device, seed, progress, callbacks=()):
     for name in names:
         started = time.perf_counter()
         if name == "sasrec":
-            # The report caps training (60 epochs, patience 10) so the main job stays within minutes on a CPU.
+            # The report caps training (40 epochs, patience 10) so the main job stays within minutes on a CPU.
             overrides = dict(DEMO_OVERRIDES)
             if epochs is not None:
                 overrides["epochs"] = epochs
