@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 OUT ?= out
+# One torch thread: on a 2-core machine a second thread gave no speed-up when idle, and made
+# each epoch 8 times slower while another process used a core (measured on ML-100K).
+DEMO_THREADS ?= 1
 
 .PHONY: demo test check-js browser clean
 
@@ -22,7 +25,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p $(OUT)
-	$(BIN)/recwidgets report --data ml-100k --model all --split leave-last-out \
+	$(BIN)/recwidgets report --data ml-100k --model all --split leave-last-out --threads $(DEMO_THREADS) \
 		--out $(OUT)/report.html --metrics-json $(OUT)/metrics.json --findings-json $(OUT)/findings.json
 	@echo "Report written to $(abspath $(OUT)/report.html)"
 

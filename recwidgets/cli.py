@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--epochs", type=_positive_int, default=None, help="maximum SASRec training epochs (default: 40, with early stopping after 10 epochs without improvement)")
     report.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default: auto, CUDA when available)")
+    report.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice). On small shared machines 1 is often fastest, "
+        "because threads competing with other processes for cores slow each other down",
+    )
     report.add_argument("--seed", type=int, default=2020, help="random seed for training, sampling and bootstrap (default: 2020)")
     report.add_argument("--k", type=_k_list, default=(5, 10, 20), help="list cutoffs, comma-separated (default: 5,10,20)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs; 0 disables them (default: 1000)")
@@ -133,6 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "report":
         from recwidgets.report import run_report
+
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
 
         try:
             summary = run_report(
