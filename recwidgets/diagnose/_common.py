@@ -20,6 +20,16 @@ def rounded(value: float, digits: int = 4) -> float | None:
     return float(round(value, digits))
 
 
+def percent(fraction: float) -> str:
+    """Format a share for a title without rounding a partial share up to 100% or down to 0%."""
+    text = f"{fraction:.0%}"
+    if text == "100%" and fraction < 1.0:
+        return f"{min(fraction, 0.999):.1%}"
+    if text == "0%" and fraction > 0.0:
+        return "<1%"
+    return text
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray, *, seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
     """Return (mean of a - b, low, high): a percentile bootstrap interval over paired users.
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from recwidgets.data.split import EvalSet, Split
-from recwidgets.diagnose._common import record
+from recwidgets.diagnose._common import percent, record
 from recwidgets.diagnose.catalog import make_finding
 from recwidgets.diagnose.finding import Finding
 
@@ -138,7 +138,7 @@ def check_global_timeline(split: Split) -> list[Finding]:
         make_finding(
             "leakage.global_timeline",
             "warning",
-            f"{fraction:.0%} of test targets happen before the latest training event",
+            f"{percent(fraction)} of test targets happen before the latest training event",
             evidence,
             "The model was trained on interactions from after the moment it is tested on. Use a global "
             "temporal split (recwidgets.temporal(log, cutoff=0.8)) for numbers that hold in deployment, "
@@ -202,7 +202,7 @@ def check_train_test_overlap(split: Split) -> list[Finding]:
         make_finding(
             "leakage.train_test_overlap",
             "warning",
-            f"{fraction:.0%} of test (user, item) pairs also occur in that user's training data",
+            f"{percent(fraction)} of test (user, item) pairs also occur in that user's training data",
             evidence,
             "Remove test interactions from the training data: build the split with recwidgets.temporal or "
             "recwidgets.leave_last_out instead of concatenating or resampling frames by hand.",
@@ -265,7 +265,7 @@ def check_target_in_history(split: Split) -> list[Finding]:
         make_finding(
             "leakage.target_in_history",
             "error",
-            f"{fraction:.0%} of test users have their target as the last item of their input history",
+            f"{percent(fraction)} of test users have their target as the last item of their input history",
             evidence,
             "Cut the history before the target (sequence[:-1] for the last item); a model that copies "
             "its last input item then scores perfectly.",
