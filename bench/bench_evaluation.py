@@ -258,7 +258,7 @@ class _FactorModel:
         raise NotImplementedError("scores come from the FactorScorer in the ranker")
 
 
-def ours_full(histories, targets, popularity, n_items, n_bootstrap: int, n_bootstrap_global: int | None = None) -> dict:
+def ours_full(histories, targets, popularity, n_items, n_bootstrap: int, n_bootstrap_global: int = 0) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -373,7 +373,7 @@ def main() -> None:
         np.savez(data_file, history_flat=flat, history_offsets=offsets, targets=targets, popularity=popularity, n_items=args.items)
 
         print("recwidgets, full ranking with CIs", flush=True)
-        results["ours_ci"] = ours_full(histories, targets, popularity, args.items, args.bootstrap)
+        results["ours_ci"] = ours_full(histories, targets, popularity, args.items, args.bootstrap, args.bootstrap)
         print("recwidgets, full ranking with CIs, 100 resamples for Coverage and Gini", flush=True)
         results["ours_ci_light"] = ours_full(histories, targets, popularity, args.items, args.bootstrap, 100)
         results["ours_ci_light"].pop("topk")
