@@ -138,6 +138,9 @@ def evaluate_sharded(
     it must return a ``Ranking``. ``timings``, when given, receives ``rank_seconds`` (this
     rank's ranking), ``gather_seconds`` and ``metric_seconds``.
     """
+    # NOTE: the input checks before ranking and the result assembly after it repeat the body
+    # of recwidgets.evaluation.evaluate; a change to one must be made in both until they share
+    # a prepare/finish pair of functions.
     context = context or current_context()
     _check_model(model)
     n_items = int(model.n_items)
