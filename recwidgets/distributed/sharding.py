@@ -17,20 +17,10 @@ import pandas as pd
 import torch.distributed as dist
 
 from recwidgets.data.split import EvalSet, ProtocolCard, Split
-from recwidgets.errors import ConfigError, DataError
-from recwidgets.evaluation.evaluator import (
-    _check_count,
-    _check_item_ids,
-    _check_model,
-    _evaluation_card,
-    _metric_tables,
-    _resolve_inputs,
-    _sampling_setup,
-    check_cutoffs,
-)
-from recwidgets.evaluation.ranking import Ranking, rank_users, unique_targets
-from recwidgets.evaluation.result import EvaluationResult, metric_label
-from recwidgets.evaluation.segments import segment_table
+from recwidgets.errors import ConfigError
+from recwidgets.evaluation.evaluator import finish_evaluation, prepare_evaluation
+from recwidgets.evaluation.ranking import Ranking, rank_users
+from recwidgets.evaluation.result import EvaluationResult
 from recwidgets.distributed.context import DistContext, current_context
 
 logger = logging.getLogger(__name__)
@@ -138,33 +128,26 @@ def evaluate_sharded(
     it must return a ``Ranking``. ``timings``, when given, receives ``rank_seconds`` (this
     rank's ranking), ``gather_seconds`` and ``metric_seconds``.
     """
-    # NOTE: the input checks before ranking and the result assembly after it repeat the body
-    # of recwidgets.evaluation.evaluate; a change to one must be made in both until they share
-    # a prepare/finish pair of functions.
     context = context or current_context()
-    _check_model(model)
-    n_items = int(model.n_items)
-    evalset, popularity, base_card = _resolve_inputs(split, part, train_popularity, card, n_items)
-    ks = check_cutoffs(k, n_items)
-    n_bootstrap = _check_count("n_bootstrap", n_bootstrap, 0)
-    n_global = _check_count("n_bootstrap_global", n_bootstrap_global, 0) if n_bootstrap else 0
-    batch_size = _check_count("batch_size", batch_size, 1)
-    if not isinstance(confidence, (float, int)) or not 0.0 < float(confidence) < 1.0:
-        raise ConfigError(f"confidence={confidence!r} is invalid; pass a level in (0, 1), such as 0.95.")
 
-    has_target = evalset.has_target()
-    n_without = int((~has_target).sum())
-    if not has_target.any():
-        raise DataError(f"no user of the {part} part has a target item, so there is nothing to evaluate.")
-    evaluated = evalset.subset(has_target)
-    users = np.asarray(evaluated.users, dtype=np.int64)
-    histories = [np.asarray(history, dtype=np.int64) for history in evaluated.histories]
-    targets = [unique_targets(target) for target in evaluated.targets]
-    _check_item_ids("history", histories, users, n_items)
-    _check_item_ids("targets", targets, users, n_items)
-
-    # Every rank draws the same negatives from the same seed and keeps its own rows.
-    negatives, sampled = _sampling_setup(sampled, negatives, sample_seed, histories, targets, users, n_items, ks)
+    # Every rank validates the same arguments and draws the same negatives from the same seed.
+    prepared = prepare_evaluation(
+        model,
+        split,
+        part=part,
+        k=k,
+        batch_size=batch_size,
+        n_bootstrap=n_bootstrap,
+        n_bootstrap_global=n_bootstrap_global,
+        confidence=confidence,
+        sampled=sampled,
+        negatives=negatives,
+        sample_seed=sample_seed,
+        train_popularity=train_popularity,
+        card=card,
+    )
+    users, histories, targets = prepared.users, prepared.histories, prepared.targets
+    negatives, ks, batch_size = prepared.negatives, prepared.ks, prepared.batch_size
 
     start, stop = shard_bounds(len(users), context.rank, context.world_size, batch_size)
     clock = time.perf_counter()
@@ -202,52 +185,16 @@ def evaluate_sharded(
         return None
 
     clock = time.perf_counter()
-    per_user, metrics, coverage_counts = _metric_tables(
-        ranking, users, popularity, n_items, ks, sampled, n_bootstrap, n_global, float(confidence), seed
-    )
-    segments = segment_table(users, np.array([len(history) for history in histories]), targets, popularity)
-    result_card = _evaluation_card(
-        base_card,
-        model,
-        part=part,
-        ks=ks,
-        exclude_seen=exclude_seen,
-        negatives=negatives,
-        sample_seed=sample_seed,
-        n_evaluated=len(users),
-        n_without=n_without,
-        n_bootstrap=n_bootstrap,
-        n_global=n_global,
-        confidence=float(confidence),
-        seed=seed,
-    )
-    result = EvaluationResult(
-        metrics=metrics,
-        per_user=per_user,
-        topk=ranking.topk,
-        target_ranks=ranking.target_ranks,
-        users=users,
-        segments=segments,
-        card=result_card,
-        model_name=str(model.name),
-        k=ks,
-        negatives=negatives,
-        coverage_counts=coverage_counts,
-        n_users_without_targets=n_without,
-        n_bootstrap=n_bootstrap,
-        confidence=float(confidence),
-        seed=seed,
-    )
+    result = finish_evaluation(prepared, model, ranking, exclude_seen=exclude_seen, seed=seed)
     if timings is not None:
         timings["metric_seconds"] = time.perf_counter() - clock
-    headline = metric_label("NDCG", 10 if 10 in ks else ks[0], sampled)
     logger.info(
         "sharded evaluation of %s on %d users over %d rank(s): %s = %.4f",
         model.name,
         len(users),
         context.world_size,
-        headline,
-        result.value(headline),
+        prepared.headline,
+        result.value(prepared.headline),
     )
     return result
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from recwidgets.evaluation.metrics import (
     gini_index,
     rank_matrix,
 )
-from recwidgets.evaluation.ranking import rank_users, unique_targets
+from recwidgets.evaluation.ranking import Ranking, rank_users, unique_targets
 from recwidgets.evaluation.result import EvaluationResult, metric_label
 from recwidgets.evaluation.sampling import check_negatives, sample_negatives
 from recwidgets.evaluation.segments import segment_table
@@ -344,6 +345,97 @@ def evaluate(
     and stored on the card as ``users_without_test`` (for the evaluated part, so for
     ``part="validation"`` it counts users without a validation target).
     """
+    prepared = prepare_evaluation(
+        model,
+        split,
+        part=part,
+        k=k,
+        batch_size=batch_size,
+        n_bootstrap=n_bootstrap,
+        n_bootstrap_global=n_bootstrap_global,
+        confidence=confidence,
+        sampled=sampled,
+        negatives=negatives,
+        sample_seed=sample_seed,
+        train_popularity=train_popularity,
+        card=card,
+    )
+
+    ranking = rank_users(
+        model,
+        prepared.histories,
+        prepared.targets,
+        k=prepared.ks[-1],
+        exclude_seen=exclude_seen,
+        batch_size=prepared.batch_size,
+        negatives=prepared.negatives,
+        users=prepared.users,
+    )
+
+    result = finish_evaluation(prepared, model, ranking, exclude_seen=exclude_seen, seed=seed)
+    logger.info(
+        "evaluated %s on %d users of the %s part: %s = %.4f",
+        model.name,
+        len(prepared.users),
+        part,
+        prepared.headline,
+        result.value(prepared.headline),
+    )
+    return result
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedEvaluation:
+    """Validated inputs of one evaluation: the users with targets and every setting.
+
+    ``evaluate`` ranks them in one process; sharded evaluation ranks slices on several
+    ranks and gathers the ranking before ``finish_evaluation``.
+    """
+
+    part: str
+    n_items: int
+    popularity: np.ndarray
+    base_card: ProtocolCard
+    ks: tuple[int, ...]
+    n_bootstrap: int
+    n_global: int
+    batch_size: int
+    confidence: float
+    n_without: int
+    users: np.ndarray
+    histories: list[np.ndarray]
+    targets: list[np.ndarray]
+    negatives: np.ndarray | None
+    sampled: int | None
+    sample_seed: int
+
+    @property
+    def headline(self) -> str:
+        """Label of the metric that logs report, NDCG@10 when 10 is a cutoff."""
+        return metric_label("NDCG", 10 if 10 in self.ks else self.ks[0], self.sampled)
+
+
+def prepare_evaluation(
+    model,
+    split: Split | EvalSet,
+    *,
+    part: str = "test",
+    k=(5, 10, 20),
+    batch_size: int = 256,
+    n_bootstrap: int = 1000,
+    n_bootstrap_global: int = 0,
+    confidence: float = 0.95,
+    sampled: int | None = None,
+    negatives: np.ndarray | None = None,
+    sample_seed: int = 0,
+    train_popularity: np.ndarray | None = None,
+    card: ProtocolCard | None = None,
+) -> PreparedEvaluation:
+    """Validate the arguments of ``evaluate`` and select the users that have a target.
+
+    Raises ConfigError or DataError naming the invalid value. Negatives are drawn here, from
+    ``sample_seed``, so every rank of a sharded evaluation draws the same ones.
+    """
     _check_model(model)
     n_items = int(model.n_items)
     evalset, popularity, base_card = _resolve_inputs(split, part, train_popularity, card, n_items)
@@ -375,63 +467,76 @@ def evaluate(
 
     negatives, sampled = _sampling_setup(sampled, negatives, sample_seed, histories, targets, users, n_items, ks)
 
-    ranking = rank_users(
-        model,
-        histories,
-        targets,
-        k=ks[-1],
-        exclude_seen=exclude_seen,
-        batch_size=batch_size,
-        negatives=negatives,
-        users=users,
-    )
-
-    per_user, metrics, coverage_counts = _metric_tables(
-        ranking, users, popularity, n_items, ks, sampled, n_bootstrap, n_global, float(confidence), seed
-    )
-
-    segments = segment_table(users, np.array([len(history) for history in histories]), targets, popularity)
-
-    result_card = _evaluation_card(
-        base_card,
-        model,
+    return PreparedEvaluation(
         part=part,
+        n_items=n_items,
+        popularity=popularity,
+        base_card=base_card,
         ks=ks,
-        exclude_seen=exclude_seen,
-        negatives=negatives,
-        sample_seed=sample_seed,
-        n_evaluated=len(users),
-        n_without=n_without,
         n_bootstrap=n_bootstrap,
         n_global=n_global,
+        batch_size=batch_size,
         confidence=float(confidence),
+        n_without=n_without,
+        users=users,
+        histories=histories,
+        targets=targets,
+        negatives=negatives,
+        sampled=sampled,
+        sample_seed=sample_seed,
+    )
+
+
+def finish_evaluation(
+    prepared: PreparedEvaluation, model, ranking: Ranking, *, exclude_seen: bool, seed: int
+) -> EvaluationResult:
+    """Turn the ranking of ``prepared.users`` into metrics, intervals, segments and the card."""
+    per_user, metrics, coverage_counts = _metric_tables(
+        ranking,
+        prepared.users,
+        prepared.popularity,
+        prepared.n_items,
+        prepared.ks,
+        prepared.sampled,
+        prepared.n_bootstrap,
+        prepared.n_global,
+        prepared.confidence,
+        seed,
+    )
+
+    lengths = np.array([len(history) for history in prepared.histories])
+    segments = segment_table(prepared.users, lengths, prepared.targets, prepared.popularity)
+
+    result_card = _evaluation_card(
+        prepared.base_card,
+        model,
+        part=prepared.part,
+        ks=prepared.ks,
+        exclude_seen=exclude_seen,
+        negatives=prepared.negatives,
+        sample_seed=prepared.sample_seed,
+        n_evaluated=len(prepared.users),
+        n_without=prepared.n_without,
+        n_bootstrap=prepared.n_bootstrap,
+        n_global=prepared.n_global,
+        confidence=prepared.confidence,
         seed=seed,
     )
 
-    result = EvaluationResult(
+    return EvaluationResult(
         metrics=metrics,
         per_user=per_user,
         topk=ranking.topk,
         target_ranks=ranking.target_ranks,
-        users=users,
+        users=prepared.users,
         segments=segments,
         card=result_card,
         model_name=str(model.name),
-        k=ks,
-        negatives=negatives,
+        k=prepared.ks,
+        negatives=prepared.negatives,
         coverage_counts=coverage_counts,
-        n_users_without_targets=n_without,
-        n_bootstrap=n_bootstrap,
-        confidence=float(confidence),
+        n_users_without_targets=prepared.n_without,
+        n_bootstrap=prepared.n_bootstrap,
+        confidence=prepared.confidence,
         seed=seed,
     )
-    headline = metric_label("NDCG", 10 if 10 in ks else ks[0], sampled)
-    logger.info(
-        "evaluated %s on %d users of the %s part: %s = %.4f",
-        model.name,
-        len(users),
-        part,
-        headline,
-        result.value(headline),
-    )
-    return result
