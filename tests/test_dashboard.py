@@ -169,7 +169,8 @@ def test_without_model_uses_evaluated_top_k(setup):
     result = setup["results"]["sasrec"]
     row = int(np.flatnonzero(np.asarray(result.users) == user)[0])
     assert [rec["item"] for rec in payload["recommendations"]] == [int(i) for i in result.topk[row, : max(board.ks)]]
-    assert "attention" not in payload and "shap" not in payload
+    assert "attention" not in payload
+    assert "shap" not in payload
 
 
 def test_bad_arguments(setup):

@@ -188,7 +188,7 @@ def leave_last_out(log: InteractionLog, *, short_users: str = "raise") -> Split:
 
     The test history is everything before the last item (training items plus the validation
     item); the validation history is the training items. Users need at least 3 interactions;
-    ``short_users`` says what happens to the others ("raise", "drop", or "train" to keep them
+    ``short_users`` sets what happens to the others ("raise", "drop", or "train" to keep them
     as training data without validation and test targets).
     """
     frame = log.interactions

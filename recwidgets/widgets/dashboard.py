@@ -291,7 +291,7 @@ class Dashboard(RecWidget):
     def apply_view(self, view: dict) -> None:
         """Show what a finding's ``view`` names: a breakdown, a cutoff, a segment or a user.
 
-        Keys of other widgets are ignored here; the front end says which widget to open.
+        Keys of other widgets are ignored here; the front end names the widget to open.
         """
         with self.hold_trait_notifications():
             if view.get("segment_by") in [group["key"] for group in self.segment_groups]:
@@ -453,7 +453,7 @@ class Dashboard(RecWidget):
                 self._model, history, target, n_pairs=SHAP_PAIRS, progress=False, user=user
             )
         except Exception as error:
-            # A failed sketch must not take the dashboard down; the inspector says it is missing.
+            # A failed sketch must not take the dashboard down, so the inspector notes that it is missing.
             logger.warning("dashboard: SHAP for user %d failed: %s", user, error)
             return None
         data = np.asarray(explanation.data)
