@@ -91,6 +91,17 @@ def test_invalid_layer_and_head_rejected(widget):
         widget.overlay = "heat"
 
 
+def test_bad_layer_update_keeps_slice(widget):
+    key = dict(widget.matrix_key)
+
+    # One message from the front end changes the head and requests a layer that does not exist.
+    widget.set_state({"head": 1, "layer": 7})
+
+    assert (widget.layer, widget.head) == (0, 0)
+    assert widget.matrix_key == key
+    assert "layer=7 is out of range" in widget.python_error
+
+
 def test_unknown_user_shows_python_error(widget):
     with pytest.raises(ConfigError, match="user 99999 is not in the test set"):
         widget.user = 99999

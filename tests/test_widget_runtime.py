@@ -14,7 +14,7 @@ from ipywidgets.widgets.widget import _remove_buffers
 from js.hand_results import INJECTION, make_result
 from recwidgets.errors import ConfigError
 from recwidgets.widgets import ArrayTrait, MetricPanel, RecWidget, TrainingMonitor, load_esm
-from recwidgets.widgets.base import js_dir, wire_array
+from recwidgets.widgets.base import TraitValueError, js_dir, validator, wire_array
 
 
 class Probe(RecWidget):
@@ -37,6 +37,19 @@ class Probe(RecWidget):
         import pandas as pd
 
         return pd.DataFrame({"name": [INJECTION], "value": [1.0]})
+
+
+class Checked(Probe):
+    """Two synced traits, one of them validated, so a front-end update can mix a good and a bad value."""
+
+    k = traitlets.Int(10, help="A cutoff that must be at least 1.").tag(sync=True)
+    label = traitlets.Unicode("a", help="Free text.").tag(sync=True)
+
+    @validator("k")
+    def _validate_k(self, proposal):
+        if proposal["value"] < 1:
+            raise ConfigError(f"k={proposal['value']} is invalid; pass an int >= 1.")
+        return proposal["value"]
 
 
 def float_lists(value):
@@ -128,6 +141,34 @@ def test_front_end_callback_error_sets_python_error(caplog):
     widget.set_state({"trigger": "ok"})
     assert widget.python_error == ""
     assert widget.seen == ["ok"]
+
+
+def test_rejected_update_rolls_back(caplog):
+    widget = Checked()
+    sent = []
+    widget.send_state = lambda key=None: sent.append([key] if isinstance(key, str) else sorted(key))
+
+    widget.set_state({"label": "b", "k": 0})
+
+    # The whole update is undone, not just the invalid key.
+    assert (widget.k, widget.label) == (10, "a")
+    assert widget.python_error == "TraitValueError: k=0 is invalid; pass an int >= 1."
+    assert sent == [["python_error"], ["k", "label"]]
+    assert "front-end update ['k', 'label'] rejected" in caplog.text
+
+    widget.set_state({"k": 5})
+    assert widget.k == 5
+    assert widget.python_error == ""
+
+
+def test_invalid_value_raises_config_error():
+    widget = Checked()
+
+    with pytest.raises(ConfigError, match="k=-1 is invalid") as raised:
+        widget.k = -1
+
+    assert isinstance(raised.value, TraitValueError)
+    assert widget.k == 10
 
 
 def test_python_callback_error_raises_and_shows():

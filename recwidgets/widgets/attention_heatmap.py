@@ -15,7 +15,7 @@ from recwidgets.data.split import Split
 from recwidgets.errors import ConfigError
 from recwidgets.explain.attention import AttentionResult, _require_attention, attention_data, attention_weights
 from recwidgets.models.base import pad_histories
-from recwidgets.widgets.base import ArrayTrait, RecWidget, array_to_json
+from recwidgets.widgets.base import ArrayTrait, RecWidget, array_to_json, validator
 
 logger = logging.getLogger(__name__)
 
@@ -171,14 +171,14 @@ class AttentionHeatmap(RecWidget):
         if len(self._evalset.histories[self._row_of[user]]) == 0:
             raise ConfigError(f"user {user} has an empty {self._part} history, so there is no attention to show.")
 
-    @traitlets.validate("layer")
+    @validator("layer")
     def _validate_layer(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if self.n_layers and not 0 <= value < self.n_layers:
             raise ConfigError(f"layer={value} is out of range; the model has {self.n_layers} layer(s), 0..{self.n_layers - 1}.")
         return value
 
-    @traitlets.validate("head")
+    @validator("head")
     def _validate_head(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if self.n_heads and not MEAN_HEADS <= value < self.n_heads:
@@ -187,27 +187,27 @@ class AttentionHeatmap(RecWidget):
             )
         return value
 
-    @traitlets.validate("window_size")
+    @validator("window_size")
     def _validate_window_size(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if value < 1:
             raise ConfigError(f"window_size={value} is invalid; pass a number of positions >= 1.")
         return value
 
-    @traitlets.validate("window_start")
+    @validator("window_start")
     def _validate_window_start(self, proposal: dict) -> int:
         length = int(self.user_data.get("length", 0)) if self.user_data else 0
         size = min(self.window_size, max(length, 1))
         return int(min(max(int(proposal["value"]), 0), max(length - size, 0)))
 
-    @traitlets.validate("overlay")
+    @validator("overlay")
     def _validate_overlay(self, proposal: dict) -> str:
         value = str(proposal["value"])
         if value not in ("none", "popularity", "recency"):
             raise ConfigError(f"overlay={value!r} is invalid; use 'none', 'popularity' or 'recency'.")
         return value
 
-    @traitlets.validate("k")
+    @validator("k")
     def _validate_k(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if not 1 <= value <= self._model.n_items:

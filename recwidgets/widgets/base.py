@@ -43,6 +43,33 @@ _EXPORT_KEYWORD = re.compile(r"^export (?=(?:async\s+)?function\b|const\b|let\b|
 _FALLBACK_MAX_ROWS = 60
 
 
+class TraitValueError(ConfigError, traitlets.TraitError):
+    """A synced trait was given an invalid value.
+
+    It is a ``ConfigError`` for the user and a ``TraitError`` for traitlets: only the
+    latter makes traitlets undo a batched update (a front-end ``set_state`` with several
+    keys, or ``hold_trait_notifications``) instead of keeping the invalid value.
+    """
+
+
+def validator(*names: str) -> Callable:
+    """``traitlets.validate`` for RecWidget traits; a ConfigError raised inside becomes a TraitValueError."""
+
+    def decorate(function: Callable) -> Any:
+        @functools.wraps(function)
+        def checked(self, proposal):
+            try:
+                return function(self, proposal)
+            except TraitValueError:
+                raise
+            except ConfigError as error:
+                raise TraitValueError(str(error)) from None
+
+        return traitlets.validate(*names)(checked)
+
+    return decorate
+
+
 def js_dir() -> Path:
     """Return the folder holding the widget ESM files.
 
@@ -257,6 +284,25 @@ class RecWidget(anywidget.AnyWidget):
             return result
 
         return guarded
+
+    def set_state(self, sync_data: dict) -> None:
+        """Apply a state update from the front end; a rejected value is shown, not lost in the kernel log.
+
+        A :class:`TraitValueError` from a validator makes traitlets undo the whole update.
+        The message then goes to ``python_error``, and the kept values are sent back so
+        that the controls stop showing the rejected ones.
+        """
+        try:
+            super().set_state(sync_data)
+        except TraitValueError as error:
+            logger.warning("%s: front-end update %s rejected: %s", type(self).__name__, sorted(sync_data), error)
+            self._error_source = "set_state"
+            self.python_error = f"{type(error).__name__}: {error}"
+            self.send_state(key=[name for name in sync_data if name in self.keys])
+            return
+        if self._error_source == "set_state":
+            self._error_source = None
+            self.python_error = ""
 
     # -- display --------------------------------------------------------------------
 

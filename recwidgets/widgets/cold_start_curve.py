@@ -11,7 +11,7 @@ import traitlets
 
 from recwidgets.coldstart.evaluation import CURVE_COLUMNS, SEGMENT_LABELS, ColdStartResult
 from recwidgets.errors import ConfigError
-from recwidgets.widgets.base import ArrayTrait, RecWidget
+from recwidgets.widgets.base import ArrayTrait, RecWidget, validator
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +129,14 @@ class ColdStartCurve(RecWidget):
 
     # -- validation ----------------------------------------------------------------------
 
-    @traitlets.validate("metric")
+    @validator("metric")
     def _check_metric(self, proposal: dict) -> str:
         value = proposal["value"]
         if self.metric_names and value not in self.metric_names:
             raise ConfigError(f"metric={value!r} has no precomputed values; use one of {self.metric_names}.")
         return value
 
-    @traitlets.validate("segment_by")
+    @validator("segment_by")
     def _check_segment_by(self, proposal: dict) -> str:
         value = proposal["value"]
         keys = [group["key"] for group in self.segment_groups]
@@ -144,7 +144,7 @@ class ColdStartCurve(RecWidget):
             raise ConfigError(f"segment_by={value!r} is unknown; use one of {keys}.")
         return value
 
-    @traitlets.validate("segment")
+    @validator("segment")
     def _check_segment(self, proposal: dict) -> str:
         value = proposal["value"]
         if self.segment_groups:

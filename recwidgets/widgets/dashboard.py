@@ -30,7 +30,7 @@ from recwidgets.data.log import PAD
 from recwidgets.errors import ConfigError
 from recwidgets.models.base import pad_histories
 from recwidgets.widgets.attention_heatmap import _payload_from_json, _payload_to_json
-from recwidgets.widgets.base import ArrayTrait, RecWidget
+from recwidgets.widgets.base import ArrayTrait, RecWidget, validator
 from recwidgets.widgets.diagnosis_report import _keys as _finding_keys
 from recwidgets.widgets.diagnosis_report import _payload as _finding_payload
 from recwidgets.widgets.metric_panel import (
@@ -210,14 +210,14 @@ class Dashboard(RecWidget):
 
     # -- validation ------------------------------------------------------------------------
 
-    @traitlets.validate("k")
+    @validator("k")
     def _check_k(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if self.ks and value not in self.ks:
             raise ConfigError(f"k={value} has no precomputed values; use one of {self.ks}.")
         return value
 
-    @traitlets.validate("segment_by")
+    @validator("segment_by")
     def _check_segment_by(self, proposal: dict) -> str:
         keys = [group["key"] for group in self.segment_groups]
         if self.segment_groups and proposal["value"] not in keys:

@@ -12,7 +12,7 @@ import traitlets
 
 from recwidgets.diagnose.finding import SEVERITIES, Finding
 from recwidgets.errors import ConfigError
-from recwidgets.widgets.base import RecWidget
+from recwidgets.widgets.base import RecWidget, validator
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class DiagnosisReport(RecWidget):
 
     # -- validation ----------------------------------------------------------------------
 
-    @traitlets.validate("min_severity")
+    @validator("min_severity")
     def _check_min_severity(self, proposal: dict) -> str:
         value = proposal["value"]
         if value not in SEVERITIES:

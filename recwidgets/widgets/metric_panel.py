@@ -12,7 +12,7 @@ import pandas as pd
 import traitlets
 
 from recwidgets.errors import ConfigError
-from recwidgets.widgets.base import ArrayTrait, RecWidget
+from recwidgets.widgets.base import ArrayTrait, RecWidget, validator
 
 logger = logging.getLogger(__name__)
 
@@ -123,14 +123,14 @@ class MetricPanel(RecWidget):
 
     # -- validation ----------------------------------------------------------------------
 
-    @traitlets.validate("k")
+    @validator("k")
     def _check_k(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if self.ks and value not in self.ks:
             raise ConfigError(f"k={value} has no precomputed values; use one of {self.ks}.")
         return value
 
-    @traitlets.validate("segment_by")
+    @validator("segment_by")
     def _check_segment_by(self, proposal: dict) -> str:
         value = proposal["value"]
         keys = [group["key"] for group in self.segment_groups]
@@ -138,7 +138,7 @@ class MetricPanel(RecWidget):
             raise ConfigError(f"segment_by={value!r} is unknown; use one of {keys}.")
         return value
 
-    @traitlets.validate("chart_metric")
+    @validator("chart_metric")
     def _check_chart_metric(self, proposal: dict) -> str:
         value = proposal["value"]
         if self.metric_names and value not in self.metric_names:

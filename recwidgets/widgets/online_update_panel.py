@@ -15,7 +15,7 @@ import traitlets
 from recwidgets.errors import ConfigError
 from recwidgets.online.stream import WINDOW_UNITS, Window, WindowSpec
 from recwidgets.online.updater import OPTIMIZER_STATES, OnlineUpdater, UpdateRecord
-from recwidgets.widgets.base import ArrayTrait, RecWidget
+from recwidgets.widgets.base import ArrayTrait, RecWidget, validator
 
 logger = logging.getLogger(__name__)
 
@@ -175,42 +175,42 @@ class OnlineUpdatePanel(RecWidget):
 
     # -- validation ----------------------------------------------------------------------
 
-    @traitlets.validate("lr")
+    @validator("lr")
     def _check_lr(self, proposal: dict) -> float:
         value = float(proposal["value"])
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"lr={value!r} is invalid; pass a learning rate >= 0, such as 1e-3.")
         return value
 
-    @traitlets.validate("steps")
+    @validator("steps")
     def _check_steps(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if value < 0:
             raise ConfigError(f"steps={value!r} is invalid; pass an integer >= 0.")
         return value
 
-    @traitlets.validate("window_size")
+    @validator("window_size")
     def _check_window_size(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if value < 1:
             raise ConfigError(f"window_size={value!r} is invalid; pass a size of at least 1 {self.window_unit or 'unit'}.")
         return value
 
-    @traitlets.validate("window_unit")
+    @validator("window_unit")
     def _check_window_unit(self, proposal: dict) -> str:
         value = proposal["value"]
         if value not in WINDOW_UNITS:
             raise ConfigError(f"window_unit={value!r} is invalid; use one of {WINDOW_UNITS}.")
         return value
 
-    @traitlets.validate("replay")
+    @validator("replay")
     def _check_replay(self, proposal: dict) -> float:
         value = float(proposal["value"])
         if not 0.0 <= value <= 0.9:
             raise ConfigError(f"replay={value!r} is invalid; pass a fraction in [0, 0.9].")
         return value
 
-    @traitlets.validate("optimizer_state")
+    @validator("optimizer_state")
     def _check_optimizer_state(self, proposal: dict) -> str:
         value = proposal["value"]
         if value not in OPTIMIZER_STATES:

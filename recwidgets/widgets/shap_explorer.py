@@ -19,7 +19,7 @@ from recwidgets.explain.shap_values import (
     shap_frame,
 )
 from recwidgets.widgets.attention_heatmap import _genre_labels, _payload_from_json, _payload_to_json
-from recwidgets.widgets.base import RecWidget
+from recwidgets.widgets.base import RecWidget, validator
 
 logger = logging.getLogger(__name__)
 
@@ -179,12 +179,12 @@ class ShapExplorer(RecWidget):
             raise SelectionError(f"{name}={value} is not an item id; pass an internal id in [1, {self._model.n_items}].")
         return value
 
-    @traitlets.validate("target")
+    @validator("target")
     def _validate_target(self, proposal: dict) -> int:
         value = int(proposal["value"])
         return value if value == 0 and self._loading else self._check_item(value, "target")
 
-    @traitlets.validate("versus")
+    @validator("versus")
     def _validate_versus(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if value == 0:
@@ -194,14 +194,14 @@ class ShapExplorer(RecWidget):
             raise SelectionError(f"versus={value} equals the target; pick a different item B, or 0 for no contrast.")
         return value
 
-    @traitlets.validate("k")
+    @validator("k")
     def _validate_k(self, proposal: dict) -> int:
         value = int(proposal["value"])
         if not 1 <= value <= self._model.n_items:
             raise SelectionError(f"k={value} is invalid; pass an int between 1 and the {self._model.n_items} items.")
         return value
 
-    @traitlets.validate("view")
+    @validator("view")
     def _validate_view(self, proposal: dict) -> str:
         value = str(proposal["value"])
         if value not in ("waterfall", "bar"):

@@ -14,7 +14,7 @@ import pandas as pd
 import traitlets
 
 from recwidgets.errors import ConfigError
-from recwidgets.widgets.base import ArrayTrait, RecWidget
+from recwidgets.widgets.base import ArrayTrait, RecWidget, validator
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class TrainingMonitor(RecWidget):
         # Count of messages sent, for tests of the rate limit.
         self.n_syncs = 0
 
-    @traitlets.validate("smoothing")
+    @validator("smoothing")
     def _check_smoothing(self, proposal: dict) -> float:
         value = float(proposal["value"])
         if not 0.0 <= value <= 0.99:
