@@ -210,6 +210,9 @@ function statusText(model, epochsDone) {
   if (status === "finished") {
     return "Finished";
   }
+  if (status === "failed") {
+    return "Failed";
+  }
   if (status === "waiting") {
     return "Waiting for training to start";
   }

@@ -175,6 +175,31 @@ def test_monitor_in_sasrec_fit():
     assert static.summary == monitor.summary
 
 
+def test_failed_fit_marks_monitor_failed():
+    from recwidgets.data.split import leave_last_out
+    from recwidgets.models.sasrec import SASRec
+    from recwidgets.synthetic import synthetic_log
+
+    split = leave_last_out(synthetic_log(120, 60, 15, seed=0), short_users="drop")
+    monitor = TrainingMonitor(min_interval_s=3600)
+    model = SASRec(
+        epochs=3, hidden=16, layers=1, heads=1, max_len=20, batch_size=64, windows="last", patience=None, seed=0
+    )
+
+    def interrupt(event):
+        # Stands in for a kernel interrupt right after the first epoch.
+        if event.get("event") == "epoch" and event["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(split, callbacks=[monitor, interrupt], progress=False)
+
+    assert monitor.status == "failed"
+    assert monitor.error == "KeyboardInterrupt"
+    assert monitor.summary.startswith("Training failed: KeyboardInterrupt. 1 epoch; best epoch 1")
+    assert monitor.history.shape[0] == 1
+
+
 def test_non_finite_loss_kept_out_of_json():
     monitor = TrainingMonitor(min_interval_s=0)
 

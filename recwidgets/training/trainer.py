@@ -182,6 +182,17 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="training", unit="epoch", leave=True)
 
 
+def _notify_failure(callbacks: Sequence[Callback], error: BaseException, result: TrainingResult) -> None:
+    """Send the ``"error"`` event. A callback that fails on it is only logged, so the original error propagates."""
+    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    event = {"event": "error", "error": message, "best_epoch": result.best_epoch, "epochs_run": len(result.history)}
+    for callback in callbacks:
+        try:
+            callback(event)
+        except Exception:
+            logger.exception("callback %r failed on the error event", callback)
+
+
 def fit_loop(
     module: nn.Module,
     make_batches: Callable[[int], Iterable],
@@ -216,7 +227,9 @@ def fit_loop(
     - ``{"event": "epoch", "epoch", "train_loss", "grad_norm", "seconds", "finite",
       "best_epoch", "val_NDCG@10", ...}`` after each epoch, with the validation keys only on
       epochs that were validated;
-    - ``{"event": "end", "best_epoch", "best_value", "stop_reason", "epochs_run"}`` once.
+    - ``{"event": "end", "best_epoch", "best_value", "stop_reason", "epochs_run"}`` once;
+    - ``{"event": "error", "error", "best_epoch", "epochs_run"}`` instead of ``"end"`` when
+      training raises (a KeyboardInterrupt included). The exception then propagates.
 
     The ``history`` of the result contains the epoch dicts without the ``"event"`` key.
     """
@@ -323,6 +336,10 @@ def fit_loop(
                     patience,
                 )
                 break
+    except BaseException as error:
+        # Without this event a live TrainingMonitor would show "training" forever.
+        _notify_failure(callbacks, error, result)
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -37,16 +37,14 @@ class TrainingMonitor(RecWidget):
 
     or build one from a finished model with :meth:`from_history`. The widget understands
     the event dicts of :func:`recwidgets.training.trainer.fit_loop`: ``"batch"`` (``epoch``,
-    ``batch``, ``n_batches``, ``loss``), ``"epoch"`` (one history row) and ``"end"``
-    (``best_epoch``, ``best_value``, ``stop_reason``, ``epochs_run``). A dict without an
+    ``batch``, ``n_batches``, ``loss``), ``"epoch"`` (one history row), ``"end"``
+    (``best_epoch``, ``best_value``, ``stop_reason``, ``epochs_run``) and ``"error"``
+    (``error``, sent when the fit raises), which marks the run failed. A dict without an
     ``"event"`` key counts as an epoch row.
 
     Updates reach the front end at most once per ``min_interval_s`` seconds. A timer
-    thread sends a pending update when the interval is over, and the ``"end"`` event is
-    sent at once.
-
-    NOTE: a fit that raises sends no ``"end"`` event, so the status stays "training";
-    call :meth:`finish` to mark such a run finished.
+    thread sends a pending update when the interval is over, and the ``"end"`` and
+    ``"error"`` events are sent at once.
     """
 
     _esm_name = "training_monitor"
@@ -67,7 +65,9 @@ class TrainingMonitor(RecWidget):
         None, allow_none=True, help="Epoch whose parameters the model keeps (validation best); None before any."
     ).tag(sync=True)
     status = traitlets.Unicode(
-        "waiting", help='Training state: "waiting" (no event yet), "training" or "finished".'
+        "waiting",
+        help='Training state: "waiting" (no event yet), "training", "finished", or "failed" (the fit raised, and '
+        "`summary` starts with the error).",
     ).tag(sync=True)
     progress = traitlets.Dict(
         help="Latest position: epoch, batch, n_batches (None when unknown) and loss of the last step."
@@ -96,6 +96,7 @@ class TrainingMonitor(RecWidget):
         super().__init__(total_epochs=total_epochs, **kwargs)
         self.min_interval_s = float(min_interval_s)
         self.stop_reason: str | None = None
+        self.error: str | None = None
         self._rows: list[dict] = []
         self._batches: list[tuple[int, int, int | None, float]] = []
         self._lock = threading.RLock()
@@ -176,6 +177,10 @@ class TrainingMonitor(RecWidget):
                 self.stop_reason = event.get("stop_reason")
                 self._finish()
                 return
+            elif kind == "error":
+                self.error = str(event.get("error") or "unknown error")
+                self._finish(status="failed")
+                return
             else:
                 logger.debug("TrainingMonitor ignores event %r", kind)
                 return
@@ -219,11 +224,11 @@ class TrainingMonitor(RecWidget):
             if self._dirty:
                 self._sync()
 
-    def _finish(self) -> None:
+    def _finish(self, status: str = "finished") -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.status = "finished"
+        self.status = status
         self._sync(final=True)
 
     def _sync(self, *, final: bool = False) -> None:
@@ -235,7 +240,7 @@ class TrainingMonitor(RecWidget):
                 self.best_epoch = self._best
             if self._progress is not None:
                 self.progress = dict(self._progress)
-            if not final and self.status != "finished":
+            if not final and self.status not in ("finished", "failed"):
                 self.status = "training"
             if final:
                 self.summary = self._summary_text()
@@ -265,6 +270,10 @@ class TrainingMonitor(RecWidget):
         self.batch_loss = _average_down(points, MAX_BATCH_POINTS).astype(np.float32)
 
     def _summary_text(self) -> str:
+        text = self._run_text()
+        return text if self.error is None else f"Training failed: {self.error}. {text}"
+
+    def _run_text(self) -> str:
         frame = pd.DataFrame(self._rows)
         if frame.empty:
             return "No epoch finished."

@@ -34,6 +34,19 @@ def test_monitor_draws_finished_run(widget_page):
     assert box["height"] > 0
 
 
+def test_monitor_shows_failed_run(widget_page):
+    monitor = TrainingMonitor(min_interval_s=0, total_epochs=5)
+    widget_page.mount(monitor)
+
+    for event in training_events(n_epochs=5)[:9]:
+        monitor(event)
+    monitor({"event": "error", "error": "RuntimeError: CUDA out of memory", "best_epoch": 1, "epochs_run": 1})
+    widget_page.py_update(monitor, "history", "columns", "batch_loss", "best_epoch", "status", "progress", "summary")
+
+    assert widget_page.text("training-monitor-status") == "Failed"
+    assert widget_page.text("training-monitor-summary").startswith("Training failed: RuntimeError: CUDA out of memory.")
+
+
 def test_monitor_live_updates(widget_page):
     monitor = TrainingMonitor(min_interval_s=0, total_epochs=5)
     widget_page.mount(monitor)
