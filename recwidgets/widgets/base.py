@@ -288,13 +288,13 @@ class RecWidget(anywidget.AnyWidget):
     def set_state(self, sync_data: dict) -> None:
         """Apply a state update from the front end; a rejected value is shown, not lost in the kernel log.
 
-        A :class:`TraitValueError` from a validator makes traitlets undo the whole update.
-        The message then goes to ``python_error``, and the kept values are sent back so
-        that the controls stop showing the rejected ones.
+        A ``TraitError`` (a :class:`TraitValueError` from a validator, or a wrong type) makes
+        traitlets undo the whole update. The message then goes to ``python_error``, and the
+        kept values are sent back so that the controls stop showing the rejected ones.
         """
         try:
             super().set_state(sync_data)
-        except TraitValueError as error:
+        except traitlets.TraitError as error:
             logger.warning("%s: front-end update %s rejected: %s", type(self).__name__, sorted(sync_data), error)
             self._error_source = "set_state"
             self.python_error = f"{type(error).__name__}: {error}"

@@ -34,7 +34,6 @@ from recwidgets.widgets.base import ArrayTrait, RecWidget, validator
 from recwidgets.widgets.diagnosis_report import _keys as _finding_keys
 from recwidgets.widgets.diagnosis_report import _payload as _finding_payload
 from recwidgets.widgets.metric_panel import (
-    ALL_USERS,
     _arrays,
     _estimate_text,
     _estimates,

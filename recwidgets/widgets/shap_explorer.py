@@ -19,7 +19,7 @@ from recwidgets.explain.shap_values import (
     shap_frame,
 )
 from recwidgets.widgets.attention_heatmap import _genre_labels, _payload_from_json, _payload_to_json
-from recwidgets.widgets.base import RecWidget, validator
+from recwidgets.widgets.base import RecWidget, TraitValueError, validator
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ PROGRESS_INTERVAL_S = 0.5
 DEFAULT_EXPLAINER_OPTIONS = {"tolerance": 0.05, "max_evals": 50_000}
 
 
-class SelectionError(ConfigError, traitlets.TraitError):
-    """An invalid user, target, contrast, k or view; a TraitError too, so traitlets rolls a batch back."""
+class SelectionError(TraitValueError):
+    """An invalid user, target, contrast, k or view."""
 
 
 class ShapExplorer(RecWidget):
@@ -207,19 +207,6 @@ class ShapExplorer(RecWidget):
         if value not in ("waterfall", "bar"):
             raise SelectionError(f"view={value!r} is invalid; use 'waterfall' or 'bar'.")
         return value
-
-    def set_state(self, sync_data: dict) -> None:
-        """Apply a state update from the front end; an invalid selection shows in ``python_error``.
-
-        traitlets rolls the whole update back, and the kernel's values are sent again so
-        the view does not keep showing the rejected choice.
-        """
-        try:
-            super().set_state(sync_data)
-        except traitlets.TraitError as error:
-            logger.warning("%s rejected a state update from the front end: %s", type(self).__name__, error)
-            self.python_error = f"{type(error).__name__}: {error}"
-            self.send_state([name for name in sync_data if name in self.keys])
 
     # -- observers -------------------------------------------------------------------
 
