@@ -189,7 +189,7 @@ def test_long_history_uses_sampling(ml100k_split):
     widget = ShapExplorer(model, ml100k_split, users=[user], explainer_options={"max_evals": 5_000})
 
     result = widget.result
-    assert result["method"] == "permutation"
+    assert result["method"] == "kernel"
     assert result["n_evals"] <= 5_000 + 1
     assert len(result["values"]) == 30
     assert result["base_value"] + result["values"].sum() == pytest.approx(result["explained_output"], abs=1e-6)

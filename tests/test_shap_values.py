@@ -125,7 +125,7 @@ def test_refinement_targets_interacting_players(table):
     # rounds are far cheaper than whole permutations.
     history = np.arange(1, 41)
     model = triple_interaction_model(table.repeat(2, 2)[:41, :41], items=(7, 30, 35), strength=0.45)
-    explanation = ShapExplainer(model, tolerance=0.01).explain(history, 13, progress=False)
+    explanation = ShapExplainer(model, method="permutation", tolerance=0.01).explain(history, 13, progress=False)
 
     expected = model.module.item_embedding.weight[history, 13].double().detach().numpy()
     expected[[6, 29, 34]] += 0.15
@@ -138,7 +138,9 @@ def test_refinement_targets_interacting_players(table):
     # Whole permutations alone do not get there with the same number of forward passes.
     budget = explanation.meta.n_evals
     with pytest.warns(ConvergenceWarning):
-        plain = ShapExplainer(model, tolerance=0.01, refine=False, max_evals=budget).explain(history, 13)
+        plain = ShapExplainer(model, method="permutation", tolerance=0.01, refine=False, max_evals=budget).explain(
+            history, 13
+        )
     assert plain.meta.n_refined == 0
     assert plain.meta.max_standard_error > explanation.meta.max_standard_error
 
@@ -324,6 +326,17 @@ def test_cost_is_reported_before_the_run(tiny, caplog):
     assert "182 forward passes" in caplog.text
     assert explanation.cost == cost
     assert explanation.meta.n_evals == 182 + 1  # plus the pass that finds the top-1 target
+
+
+def test_auto_method_by_players_and_pairs():
+    model = TinyAttentionRecommender(30, max_len=24, scale=0.5)
+    long_history = np.arange(1, 21)
+
+    assert ShapExplainer(model).plan(HISTORY).method == "exact"
+    # Beyond 14 players an adaptive run fits Kernel SHAP, and fixed pairs are whole orderings.
+    assert ShapExplainer(model).plan(long_history).method == "kernel"
+    assert ShapExplainer(model, n_pairs=4).plan(long_history).method == "permutation"
+    assert ShapExplainer(model, n_pairs=4).plan(long_history).forward_passes == 2 + 4 * 2 * 19
 
 
 @pytest.mark.parametrize("method", ["permutation", "kernel"])

@@ -40,8 +40,9 @@ titles = log.item_titles()
 #
 # We explain the top-1 recommendation of one test user. The history has more items than the
 # model reads (`max_len`), so the players are the most recent 50 items. With that many players
-# the values are estimated from random permutations (paired with their reverses) until every
-# value is within `tolerance` at 95% confidence. `error_std` is each value's standard error.
+# the values are estimated by Kernel SHAP (a least-squares fit over random coalitions, each
+# paired with its complement) until every value is within `tolerance` at 95% confidence.
+# `error_std` is each value's standard error.
 
 # %%
 user = int(split.test.users[0])

@@ -13,18 +13,21 @@ Lee, "A Unified Approach to Interpreting Model Predictions", NeurIPS 2017). Thre
 are implemented here:
 
 - ``exact``: enumerates all 2^P coalitions in batched forward passes (P <= 20).
+- ``kernel``: paired Kernel SHAP, a least-squares fit of coalitions drawn from the Shapley
+  kernel, with sandwich standard errors. The default run stops once every player is within
+  ``tolerance`` at 95% simultaneous confidence. At equal budgets on SASRec trained on ML-100K
+  its largest standard error was 1.1 to 3.2 times smaller than that of permutation sampling
+  over 12 histories of 50 items (``bench/results/shap_methods.md``), so ``method="auto"``
+  uses it for adaptive runs beyond 14 players.
 - ``permutation``: averages marginal contributions along random orderings of the players
   (Castro, Gomez and Tejada, "Polynomial calculation of the Shapley value based on
   sampling", 2009), each ordering paired with its reverse (antithetic sampling, Mitchell et
   al., "Sampling Permutations for Shapley Value Estimation", JMLR 2022). The standard error
-  of each player comes from the spread of the per-pair contributions, and the default run
-  stops once every player is within ``tolerance`` at 95% simultaneous confidence. After a
-  pilot of 16 pairs, a round may instead sample marginal contributions of the single
-  players whose error is still too large, at 4 forward passes per sample instead of
-  2 (P - 1) for a whole ordering. Each round takes whichever is predicted to need fewer passes.
-- ``kernel``: paired Kernel SHAP, a least-squares fit of coalitions drawn from the Shapley
-  kernel, with sandwich standard errors and the same stopping rule. On SASRec trained on
-  ML-100K it needed about as many passes as ``permutation`` (``bench/results/shap.md``).
+  of each player comes from the spread of the per-pair contributions, with the same
+  stopping rule. After a pilot of 16 pairs, a round may instead sample marginal
+  contributions of the single players whose error is still too large, at 4 forward passes
+  per sample instead of 2 (P - 1) for a whole ordering. ``method="auto"`` uses it when a
+  fixed ``n_pairs`` is given, because those pairs are cheap whole orderings.
 
 All three satisfy efficiency: ``base_value + sum(values)`` equals the explained output
 ``v(all players)``. The exact formula does by construction, the marginal contributions
@@ -671,6 +674,11 @@ class _PermutationRun:
     residual ``v(all) - v(empty) - sum(values)`` is spread over players in proportion to
     their squared standard errors (the least-squares projection onto the efficiency
     constraint), so efficiency holds exactly either way.
+
+    NOTE: on SASRec with a 50-item history, a refined run that stopped at 200,000 passes
+    was 0.037 from the reference while its largest standard error was 0.0105
+    (``bench/results/shap.md``), so after refinement the standard errors may be too small.
+    Kernel SHAP is the adaptive default for that reason.
     """
 
     def __init__(
@@ -848,10 +856,10 @@ class _KernelRun:
     standard errors come from the sandwich (heteroskedasticity-consistent) covariance of
     the constrained fit, with each pair as one observation.
 
-    NOTE: shap's KernelExplainer also enumerates the coalition sizes of largest kernel
-    weight (1 and P - 1, then 2 and P - 2, ...) exactly when its budget allows. At 16,002
-    passes it was 1.6 times as precise as this fit (``bench/results/shap.md``), so that
-    enumeration is the next improvement here.
+    shap's KernelExplainer also enumerates the coalition sizes of largest kernel weight (1 and
+    P - 1, then 2 and P - 2, ...) exactly when its budget allows. On SASRec with a 50-item
+    history its max error at budgets of 4,002 to 64,002 passes was within the spread over
+    seeds of this fit's (``bench/results/shap.md``).
     """
 
     def __init__(
@@ -988,15 +996,17 @@ def _check_positive_int(name: str, value, minimum: int = 1) -> int:
 class ShapExplainer:
     """Explains a recommender's output for one history with Shapley values over its items.
 
-    ``method="auto"`` enumerates coalitions exactly for up to 14 players and samples
-    antithetic permutation pairs beyond; ``"kernel"`` selects paired Kernel SHAP. Sampling runs until every player's value is within
-    ``tolerance`` (in output units) at ``confidence`` jointly over players, judged by its
-    standard error, or until ``max_evals`` forward passes. A fixed ``n_pairs`` samples
-    exactly that many pairs instead, without refinement. Explanations then stay linear in
-    the output, so a contrast equals the difference of its targets' explanations for the
-    same seed (for ``"kernel"``, ``n_pairs`` counts coalition pairs). ``refine=False`` keeps adaptive runs to whole permutation pairs. The
-    default tolerance 0.01 is an absolute error of a score or log-probability. Its cost
-    depends on the model's interactions, so read ``cost`` and ``meta.n_evals``.
+    ``method="auto"`` enumerates coalitions exactly for up to 14 players. Beyond that it
+    runs paired Kernel SHAP until every player's value is within ``tolerance`` (in output
+    units) at ``confidence`` jointly over players, judged by its standard error, or until
+    ``max_evals`` forward passes. With a fixed ``n_pairs`` it samples exactly that many
+    antithetic permutation pairs instead. ``"kernel"`` and ``"permutation"`` force one
+    estimator (for ``"kernel"``, ``n_pairs`` counts coalition pairs). With a fixed
+    ``n_pairs`` explanations stay linear in the output, so a contrast equals the difference
+    of its targets' explanations for the same seed. ``refine=False`` keeps adaptive
+    permutation runs to whole orderings. The default tolerance 0.01 is an absolute error of
+    a score or log-probability. Its cost depends on the model's interactions, so read
+    ``cost`` and ``meta.n_evals``.
 
     ``titles`` (indexed by item id, for example ``log.item_titles()``) names the features.
     ``progress=None`` shows a tqdm bar for runs of at least ten batches. ``seed`` fixes the
@@ -1061,7 +1071,9 @@ class ShapExplainer:
                 )
             return "exact"
         if self.method == "auto":
-            return "exact" if n_players <= AUTO_EXACT_MAX_PLAYERS else "permutation"
+            if n_players <= AUTO_EXACT_MAX_PLAYERS:
+                return "exact"
+            return "permutation" if self.n_pairs is not None else "kernel"
         return self.method
 
     def _cost(self, n_players: int) -> ExplanationCost:
