@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recwidgets.errors import ConfigError
+from recwidgets.errors import ConfigError, RecwidgetsError
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +138,18 @@ def run_report(
     names = _requested_models(model)
     out = Path(out)
     # Fail on an unwritable destination before minutes of training, not after.
-    for target in (out, metrics_json, findings_json, checkpoint):
+    outputs = {"--out": out, "--metrics-json": metrics_json, "--findings-json": findings_json, "--checkpoint": checkpoint}
+    for target in outputs.values():
         if target is not None:
             _check_writable(Path(target))
+    _check_distinct(outputs, {"--data": data, "--items": items})
+    if sep == "":
+        raise ConfigError("sep='' is invalid; pass the field separator, such as ',' or '\\t', or leave it out.")
+    if cutoff is not None and split != "temporal":
+        raise ConfigError(
+            f"cutoff={cutoff} applies only to the temporal split, but split={split!r}; add --split temporal "
+            "(split='temporal') or drop --cutoff."
+        )
 
     log = load_log(
         data,
@@ -174,7 +185,8 @@ def run_report(
         results[name] = evaluate(fitted_model, data_split, k=k, n_bootstrap=n_bootstrap, seed=seed)
 
     if checkpoint is not None and "sasrec" in fitted:
-        fitted["sasrec"][0].save(checkpoint)
+        with _keeping(fitted, None, "the checkpoint"):
+            fitted["sasrec"][0].save(checkpoint)
 
     from recwidgets.diagnose import diagnose
 
@@ -182,26 +194,29 @@ def run_report(
 
     from recwidgets.report_html import write_report_html
 
-    html_bytes = write_report_html(
-        out,
-        log=log,
-        split=data_split,
-        models={name: fitted_model for name, (fitted_model, _) in fitted.items()},
-        results=results,
-        findings=findings,
-        monitor=monitor if "sasrec" in fitted else None,
-    )
+    with _keeping(fitted, checkpoint, "the HTML report"):
+        html_bytes = write_report_html(
+            out,
+            log=log,
+            split=data_split,
+            models={name: fitted_model for name, (fitted_model, _) in fitted.items()},
+            results=results,
+            findings=findings,
+            monitor=monitor if "sasrec" in fitted else None,
+        )
 
     card = next(iter(results.values())).card.to_dict()
     if metrics_json is not None:
         payload = {"protocol": card, "models": {name: result.to_dict() for name, result in results.items()}}
-        Path(metrics_json).write_text(json.dumps(payload, indent=2, default=_json_default))
+        with _keeping(fitted, checkpoint, "the metrics JSON", written=out):
+            Path(metrics_json).write_text(json.dumps(payload, indent=2, default=_json_default))
     if findings_json is not None:
         rows = [
             {"id": f.id, "severity": f.severity, "title": f.title, "evidence": f.evidence, "fix": f.fix}
             for f in findings
         ]
-        Path(findings_json).write_text(json.dumps(rows, indent=2, default=_json_default))
+        with _keeping(fitted, checkpoint, "the findings JSON", written=out):
+            Path(findings_json).write_text(json.dumps(rows, indent=2, default=_json_default))
 
     return ReportSummary(
         out=out,
@@ -215,6 +230,53 @@ def run_report(
         findings=findings,
         html_bytes=html_bytes,
     )
+
+
+def _check_distinct(outputs: dict, inputs: dict) -> None:
+    """Raise ConfigError when two outputs, or an output and an input, are the same file."""
+    seen: dict[Path, str] = {}
+    for flag, path in list(inputs.items()) + list(outputs.items()):
+        if path is None:
+            continue
+        resolved = Path(path).expanduser().resolve()
+        if resolved in seen:
+            raise ConfigError(
+                f"{flag} {path} is the same file as {seen[resolved]}, so one would overwrite the other; "
+                f"pass a different path for {flag}."
+            )
+        seen[resolved] = flag
+
+
+@contextlib.contextmanager
+def _keeping(fitted: dict, checkpoint, output_name: str, written: Path | None = None):
+    """Turn a failed write after training into an error that names where the trained model is.
+
+    Training can take minutes, so when no checkpoint was written, SASRec is saved to a
+    temporary file before the error is raised.
+    """
+    try:
+        yield
+    except OSError as error:
+        saved_paths = []
+        if written is not None:
+            saved_paths.append(f"the report is at {written}")
+        if "sasrec" in fitted:
+            if checkpoint is not None and Path(checkpoint).exists():
+                saved_paths.append(f"the SASRec checkpoint is at {checkpoint}")
+            else:
+                handle, fallback = tempfile.mkstemp(prefix="recwidgets-sasrec-", suffix=".pt")
+                os.close(handle)
+                try:
+                    fitted["sasrec"][0].save(fallback)
+                    saved_paths.append(f"the trained SASRec was saved to {fallback} (load it with SASRec.load)")
+                except OSError as second:
+                    logger.error("saving SASRec to %s failed too: %s", fallback, second)
+        logger.error("writing %s failed: %s", output_name, error)
+        detail = "; ".join(saved_paths) if saved_paths else "nothing was saved"
+        raise RecwidgetsError(
+            f"writing {output_name} failed: {error}. {detail[0].upper() + detail[1:]}. Free space or pick another path, "
+            "then rerun."
+        ) from None
 
 
 def _check_writable(target: Path) -> None:

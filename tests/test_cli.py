@@ -185,3 +185,86 @@ def test_missing_output_folder_rejected_before_training(ml100k_dir, tmp_path, ca
 
     assert code == 2
     assert "missing" in capsys.readouterr().err
+
+
+def write_small_log(path):
+    pd.DataFrame(
+        {"user_id": [1, 1, 1, 1, 2, 2, 2, 2], "item_id": [1, 2, 3, 4, 2, 3, 4, 5], "timestamp": range(8)}
+    ).to_csv(path, index=False)
+
+
+def test_report_over_its_input_rejected(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    write_small_log(log)
+    before = log.read_bytes()
+
+    code = run_cli("--data", str(log), "--model", "popularity", "--out", str(log))
+
+    assert code == 2
+    assert "--out" in capsys.readouterr().err
+    assert log.read_bytes() == before
+
+
+def test_two_outputs_on_one_path_rejected(tmp_path, out, capsys):
+    log = tmp_path / "log.csv"
+    write_small_log(log)
+
+    code = run_cli("--data", str(log), "--model", "popularity", "--out", out, "--metrics-json", out)
+
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "--metrics-json" in error
+    assert "same file as --out" in error
+
+
+def test_cutoff_without_temporal_rejected(ml100k_dir, out, capsys):
+    code = run_cli("--data", str(ml100k_dir), "--model", "popularity", "--cutoff", "0.5", "--out", out)
+
+    assert code == 2
+    assert "--split temporal" in capsys.readouterr().err
+
+
+def test_empty_separator_rejected(tmp_path, out, capsys):
+    log = tmp_path / "log.csv"
+    write_small_log(log)
+
+    code = run_cli("--data", str(log), "--model", "popularity", "--sep", "", "--out", out)
+
+    assert code == 2
+    assert "sep=''" in capsys.readouterr().err
+
+
+def test_failed_write_keeps_trained_model(tmp_path, out, capsys, monkeypatch):
+    import tempfile
+
+    import numpy as np
+
+    # Training validates NDCG@10, so the catalog needs more than 10 items.
+    rng = np.random.default_rng(0)
+    log = tmp_path / "log.csv"
+    pd.DataFrame(
+        {"user_id": np.repeat(np.arange(40), 12), "item_id": rng.integers(1, 30, 480), "timestamp": np.arange(480)}
+    ).to_csv(log, index=False)
+    full = tmp_path / "full.json"
+    real_write_text = type(full).write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self == full:
+            raise OSError(28, "No space left on device")
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(full), "write_text", disk_full)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    code = run_cli(
+        "--data", str(log), "--model", "sasrec", "--epochs", "1", "--bootstrap", "0",
+        "--no-progress", "--out", out, "--findings-json", str(full),
+    )
+
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "No space left on device" in error
+    assert f"The report is at {out}" in error
+    saved = list(tmp_path.glob("recwidgets-sasrec-*.pt"))
+    assert len(saved) == 1
+    assert str(saved[0]) in error
