@@ -102,6 +102,16 @@ def test_bad_layer_update_keeps_slice(widget):
     assert "layer=7 is out of range" in widget.python_error
 
 
+def test_unknown_user_from_front_end_restored(widget, long_users):
+    key = dict(widget.matrix_key)
+
+    widget.set_state({"user": 10**6})
+
+    assert widget.user == long_users[0]
+    assert widget.matrix_key == key
+    assert "user 1000000 is not in the test set" in widget.python_error
+
+
 def test_unknown_user_shows_python_error(widget):
     with pytest.raises(ConfigError, match="user 99999 is not in the test set"):
         widget.user = 99999

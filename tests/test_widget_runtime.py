@@ -137,10 +137,13 @@ def test_front_end_callback_error_sets_python_error(caplog):
 
     assert widget.python_error == "ConfigError: trigger='fail' is invalid; pass any other text."
     assert "Probe callback" in caplog.text
+    # The failed value is taken back, and the callback reran on the old one.
+    assert widget.trigger == ""
+    assert widget.seen == [""]
 
     widget.set_state({"trigger": "ok"})
     assert widget.python_error == ""
-    assert widget.seen == ["ok"]
+    assert widget.seen == ["", "ok"]
 
 
 def test_rejected_update_rolls_back(caplog):
@@ -161,6 +164,16 @@ def test_rejected_update_rolls_back(caplog):
     assert widget.python_error == ""
 
 
+def test_wrong_type_from_front_end_shown():
+    widget = Checked()
+    widget.send_state = lambda key=None: None
+
+    widget.set_state({"k": "ten"})
+
+    assert widget.k == 10
+    assert widget.python_error.startswith("TraitError: The 'k' trait of a Checked instance expected an int")
+
+
 def test_invalid_value_raises_config_error():
     widget = Checked()
 
@@ -178,6 +191,7 @@ def test_python_callback_error_raises_and_shows():
         widget.trigger = "fail"
 
     assert widget.python_error.startswith("ConfigError:")
+    assert widget.trigger == ""
 
 
 def test_mimebundle_has_escaped_fallback():

@@ -19,7 +19,7 @@ import functools
 import html
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -234,6 +234,8 @@ class RecWidget(anywidget.AnyWidget):
 
     def __init__(self, **kwargs: Any) -> None:
         self._error_source: str | None = None
+        self._update_error: tuple[str, str] | None = None
+        self._restoring = False
         super().__init__(**kwargs)
 
     # -- data -----------------------------------------------------------------------
@@ -257,11 +259,28 @@ class RecWidget(anywidget.AnyWidget):
         When the change comes from the front end (ipywidgets is applying a state update),
         the error is logged and shown in the widget instead of being lost in the kernel
         log. When Python code set the trait, the error is shown and also re-raised to the
-        caller. A later successful run of the same handler clears the message.
+        caller. Either way the trait gets its previous value back. A later successful run
+        of the same handler clears the message.
         """
         guarded = self.guard(handler)
         self.observe(guarded, names=names)
         return guarded
+
+    def _restore(self, change: Any) -> None:
+        """Set a trait back to its value before ``change``, whose observer failed.
+
+        The widget then stays consistent with what it shows (the front end gets the old
+        value back), and the observer's rerun on the old value keeps the error message.
+        """
+        if self._restoring or not isinstance(change, Mapping) or change.get("type") != "change":
+            return
+        self._restoring = True
+        try:
+            setattr(self, change["name"], change["old"])
+        except Exception:
+            logger.exception("%s: restoring %s failed", type(self).__name__, change["name"])
+        finally:
+            self._restoring = False
 
     def guard(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap a callback so that its errors are logged and shown in ``python_error``."""
@@ -275,10 +294,12 @@ class RecWidget(anywidget.AnyWidget):
                 logger.exception("%s callback %s failed", type(self).__name__, source)
                 self._error_source = source
                 self.python_error = f"{type(error).__name__}: {error}"
+                self._update_error = (source, self.python_error)
+                self._restore(args[0] if args else None)
                 if not self._property_lock:
                     raise
                 return None
-            if self._error_source == source:
+            if self._error_source == source and not self._restoring:
                 self._error_source = None
                 self.python_error = ""
             return result
@@ -292,6 +313,7 @@ class RecWidget(anywidget.AnyWidget):
         traitlets undo the whole update. The message then goes to ``python_error``, and the
         kept values are sent back so that the controls stop showing the rejected ones.
         """
+        self._update_error = None
         try:
             super().set_state(sync_data)
         except traitlets.TraitError as error:
@@ -300,7 +322,10 @@ class RecWidget(anywidget.AnyWidget):
             self.python_error = f"{type(error).__name__}: {error}"
             self.send_state(key=[name for name in sync_data if name in self.keys])
             return
-        if self._error_source == "set_state":
+        if self._update_error is not None:
+            # A later observer of the same update may have succeeded and cleared the message.
+            self._error_source, self.python_error = self._update_error
+        elif self._error_source == "set_state":
             self._error_source = None
             self.python_error = ""
 
