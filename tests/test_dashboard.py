@@ -186,3 +186,13 @@ def test_static_fallback(setup):
     data, _ = setup["board"]._repr_mimebundle_()
     assert "Dashboard: sasrec, popularity" in data["text/plain"]
     assert "NDCG@10" in data["text/html"]
+
+
+def test_unknown_chart_metric_restored(setup):
+    board = setup["board"]
+    before = board.chart_metric
+
+    board.set_state({"chart_metric": "bogus"})
+
+    assert board.chart_metric == before
+    assert "chart_metric='bogus' is unknown" in board.python_error

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recwidgets.data.loaders import load_ml100k, load_ml_latest_small, load_recbole_atomic, load_table
-from recwidgets.errors import DataError, DatasetNotFoundError, RecwidgetsWarning
+from recwidgets.errors import ConfigError, DataError, DatasetNotFoundError, RecwidgetsWarning
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +239,14 @@ def test_table_csv_mapped_columns(tmp_path, events):
     log = load_table(path, user_col="visitor", item_col="product", time_col="when", rating_col="stars")
     check_events_log(log)
     assert log.name == "clicks"
+
+
+def test_table_one_column_two_roles(tmp_path, events):
+    path = tmp_path / "clicks.csv"
+    events.to_csv(path, index=False)
+
+    with pytest.raises(ConfigError, match="'visitor' is given as both the user column .user_col. and the item"):
+        load_table(path, user_col="visitor", item_col="visitor", time_col="when")
 
 
 def test_table_parquet_mapped_columns(tmp_path, events):

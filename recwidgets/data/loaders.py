@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recwidgets.data.log import InteractionLog
-from recwidgets.errors import DataError, DatasetNotFoundError, RecwidgetsWarning
+from recwidgets.errors import ConfigError, DataError, DatasetNotFoundError, RecwidgetsWarning
 
 logger = logging.getLogger(__name__)
 
@@ -512,6 +512,19 @@ def read_table(path: str | Path, *, sep: str | None = None, what: str = "table")
     return read_delimited(path, what=what, sep=separator)
 
 
+def _check_distinct_roles(roles: dict[str, str]) -> None:
+    """Raise ConfigError when one column is mapped to two roles (user and item, say)."""
+    by_column: dict[str, str] = {}
+    for role, column in roles.items():
+        if column in by_column:
+            first = by_column[column]
+            raise ConfigError(
+                f"column {column!r} is given as both the {first} column ({_ROLE_OPTIONS[first]}) and the {role} "
+                f"column ({_ROLE_OPTIONS[role]}); map each role to its own column."
+            )
+        by_column[column] = role
+
+
 def load_table(
     path: str | Path,
     *,
@@ -535,6 +548,7 @@ def load_table(
     roles = {"user": user_col, "item": item_col, "timestamp": time_col}
     if rating_col is not None:
         roles["rating"] = rating_col
+    _check_distinct_roles(roles)
     _check_columns(path, table, roles)
 
     frame = pd.DataFrame(

@@ -216,6 +216,13 @@ class Dashboard(RecWidget):
             raise ConfigError(f"k={value} has no precomputed values; use one of {self.ks}.")
         return value
 
+    @validator("chart_metric")
+    def _check_chart_metric(self, proposal: dict) -> str:
+        value = proposal["value"]
+        if self.metric_names and value not in self.metric_names:
+            raise ConfigError(f"chart_metric={value!r} is unknown; use one of {self.metric_names}.")
+        return value
+
     @validator("segment_by")
     def _check_segment_by(self, proposal: dict) -> str:
         keys = [group["key"] for group in self.segment_groups]
