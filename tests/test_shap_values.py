@@ -328,6 +328,22 @@ def test_cost_is_reported_before_the_run(tiny, caplog):
     assert explanation.meta.n_evals == 182 + 1  # plus the pass that finds the top-1 target
 
 
+def test_batch_values_do_not_hold_scores(tiny):
+    value_fn = HistoryValueFunction(tiny, HISTORY, target=1)
+    coalitions = np.ones((4, value_fn.n_players), dtype=bool)
+
+    values = value_fn.evaluate_batch(coalitions)
+
+    # A view into the (4, n_items + 1) score matrix would keep it alive for the whole run.
+    assert values.base is None
+    assert values.shape == (4,)
+
+
+def test_empty_history_rejected(tiny):
+    with pytest.raises(DataError, match="no items to attribute"):
+        ShapExplainer(tiny).explain([], target=3)
+
+
 def test_auto_method_by_players_and_pairs():
     model = TinyAttentionRecommender(30, max_len=24, scale=0.5)
     long_history = np.arange(1, 21)

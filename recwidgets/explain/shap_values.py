@@ -480,7 +480,9 @@ class HistoryValueFunction:
 
     def outputs(self, scores: torch.Tensor) -> np.ndarray:
         """Read the explained output from (M, n_items + 1) scores as an (M,) float64 array."""
-        return self.output_tensor(scores.detach()).cpu().numpy()
+        # A column of the score matrix is a view that would keep the whole (M, n_items + 1)
+        # matrix alive while the batches of a run are collected, so copy it out.
+        return self.output_tensor(scores.detach()).cpu().numpy().copy()
 
     def player_columns(self) -> np.ndarray:
         """Return the input column of each position player in the full history, shape (P,).
@@ -1141,6 +1143,11 @@ class ShapExplainer:
         started = time.perf_counter()
         value_fn = self.value_function(history, target, versus=versus, groups=groups)
         n_players = value_fn.n_players
+        if n_players == 0:
+            raise DataError(
+                "the history has no items to attribute the output to; pass a history with at least one item id"
+                + (", and groups that contain some of its positions." if groups is not None else ".")
+            )
         cost = self._cost(n_players)
         show = self.progress if progress is None else progress
         if show is None:
@@ -1150,10 +1157,7 @@ class ShapExplainer:
         run = _BatchRunner(value_fn, cost.forward_passes, progress=bool(show), callback=callback, cancel=cancel)
         sampler = None
         try:
-            if n_players == 0:
-                base = float(run(np.zeros((1, 0), dtype=bool))[0])
-                estimate = _Estimate(np.zeros(0), base, base, np.zeros(0), None, True)
-            elif cost.method == "exact":
+            if cost.method == "exact":
                 estimate = _exact(run, n_players)
             elif cost.method == "kernel":
                 sampler = _KernelRun(
