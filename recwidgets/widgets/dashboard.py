@@ -35,6 +35,7 @@ from recwidgets.widgets.diagnosis_report import _keys as _finding_keys
 from recwidgets.widgets.diagnosis_report import _payload as _finding_payload
 from recwidgets.widgets.metric_panel import (
     _arrays,
+    _known_chart_metric,
     _estimate_text,
     _estimates,
     _named_results,
@@ -218,10 +219,7 @@ class Dashboard(RecWidget):
 
     @validator("chart_metric")
     def _check_chart_metric(self, proposal: dict) -> str:
-        value = proposal["value"]
-        if self.metric_names and value not in self.metric_names:
-            raise ConfigError(f"chart_metric={value!r} is unknown; use one of {self.metric_names}.")
-        return value
+        return _known_chart_metric(proposal["value"], self.metric_names)
 
     @validator("segment_by")
     def _check_segment_by(self, proposal: dict) -> str:

@@ -33,6 +33,13 @@ _LABEL = re.compile(r"^(?P<name>[^@]+)@(?P<k>\d+)(?P<suffix>.*)$")
 _STATS = ("value", "ci_low", "ci_high")
 
 
+def _known_chart_metric(value: str, metric_names: list[str]) -> str:
+    """Return ``value`` when it names one of ``metric_names`` (any value before they are set)."""
+    if metric_names and value not in metric_names:
+        raise ConfigError(f"chart_metric={value!r} is unknown; use one of {metric_names}.")
+    return value
+
+
 class MetricPanel(RecWidget):
     """Metrics with confidence intervals for several models, by k and by user segment.
 
@@ -140,10 +147,7 @@ class MetricPanel(RecWidget):
 
     @validator("chart_metric")
     def _check_chart_metric(self, proposal: dict) -> str:
-        value = proposal["value"]
-        if self.metric_names and value not in self.metric_names:
-            raise ConfigError(f"chart_metric={value!r} is unknown; use one of {self.metric_names}.")
-        return value
+        return _known_chart_metric(proposal["value"], self.metric_names)
 
     # -- selection -----------------------------------------------------------------------
 
