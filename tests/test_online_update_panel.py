@@ -250,6 +250,23 @@ def test_invalid_control_values_raise(panel, name, value):
         setattr(panel, name, value)
 
 
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"steps": 10**9}, "above the slider's maximum steps_max"),
+        ({"lr": 1e9}, "outside the slider's range"),
+        ({"busy": True}, "busy is set by the kernel"),
+    ],
+)
+def test_front_end_values_beyond_sliders_rejected(panel, state, message):
+    before = {name: getattr(panel, name) for name in state}
+
+    panel.set_state(state)
+
+    assert {name: getattr(panel, name) for name in state} == before
+    assert message in panel.python_error
+
+
 def test_exhausted_stream_disables_apply(logs):
     model = FirstOrderModel(logs.pre_cutoff.n_items, logs.pre_cutoff.n_users, seed=0)
     updater = OnlineUpdater(model, logs.stream, cutoff=logs.cutoff, window=len(logs.stream), steps=1, forgetting_users=50)

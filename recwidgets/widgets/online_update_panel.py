@@ -180,6 +180,9 @@ class OnlineUpdatePanel(RecWidget):
         value = float(proposal["value"])
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"lr={value!r} is invalid; pass a learning rate >= 0, such as 1e-3.")
+        if self._from_front_end("lr") and not self.lr_min <= value <= self.lr_max:
+            raise ConfigError(f"lr={value!r} is outside the slider's range [{self.lr_min}, {self.lr_max}]; use the slider, or set "
+                "panel.lr from Python to go past it.")
         return value
 
     @validator("steps")
@@ -187,6 +190,9 @@ class OnlineUpdatePanel(RecWidget):
         value = int(proposal["value"])
         if value < 0:
             raise ConfigError(f"steps={value!r} is invalid; pass an integer >= 0.")
+        if self._from_front_end("steps") and value > self.steps_max:
+            raise ConfigError(f"steps={value!r} is above the slider's maximum steps_max={self.steps_max}; use the slider, or set "
+                "panel.steps from Python to go past it.")
         return value
 
     @validator("window_size")
@@ -194,6 +200,9 @@ class OnlineUpdatePanel(RecWidget):
         value = int(proposal["value"])
         if value < 1:
             raise ConfigError(f"window_size={value!r} is invalid; pass a size of at least 1 {self.window_unit or 'unit'}.")
+        if self._from_front_end("window_size") and self.window_max and value > self.window_max:
+            raise ConfigError(f"window_size={value!r} is above the slider's maximum window_max={self.window_max}; use the slider, "
+                "or set panel.window_size from Python to go past it.")
         return value
 
     @validator("window_unit")
@@ -209,6 +218,20 @@ class OnlineUpdatePanel(RecWidget):
         if not 0.0 <= value <= 0.9:
             raise ConfigError(f"replay={value!r} is invalid; pass a fraction in [0, 0.9].")
         return value
+
+    @validator("busy")
+    def _check_busy(self, proposal: dict) -> bool:
+        if self._from_front_end("busy"):
+            raise ConfigError("busy is set by the kernel while an update runs; the front end cannot change it.")
+        return proposal["value"]
+
+    def _from_front_end(self, name: str) -> bool:
+        """Return whether ``name`` is being set by a front-end message.
+
+        Python callers may go past the sliders' ranges on purpose; a browser message that
+        does so was not made by the sliders, so it is rejected.
+        """
+        return name in self._property_lock
 
     @validator("optimizer_state")
     def _check_optimizer_state(self, proposal: dict) -> str:
