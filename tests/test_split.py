@@ -242,3 +242,22 @@ def test_split_by_name(ml100k):
     assert split(ml100k, "temporal", cutoff=0.9).card.split == "temporal"
     with pytest.raises(ConfigError, match="'random'"):
         split(ml100k, "random")
+
+
+def test_split_of_a_dataframe_rejected(ml100k_dir):
+    frame = load_ml100k(ml100k_dir).interactions
+
+    with pytest.raises(ConfigError, match="leave_last_out needs an InteractionLog, got DataFrame"):
+        leave_last_out(frame)
+    with pytest.raises(ConfigError, match="temporal needs an InteractionLog"):
+        temporal(frame)
+
+
+def test_fit_on_a_log_rejected(ml100k_dir):
+    from recwidgets.models import EASE, Popularity, SASRec
+
+    log = load_ml100k(ml100k_dir)
+
+    for model in (SASRec(epochs=1), Popularity(), EASE()):
+        with pytest.raises(ConfigError, match=r"\.fit needs a Split .* got InteractionLog\. Split it first"):
+            model.fit(log)

@@ -183,6 +183,26 @@ def _check_short_users(
     return short
 
 
+def require_log(value, caller: str) -> InteractionLog:
+    """Return ``value`` when it is an InteractionLog; raise ConfigError naming ``caller`` otherwise."""
+    if not isinstance(value, InteractionLog):
+        raise ConfigError(
+            f"{caller} needs an InteractionLog, got {type(value).__name__}; load one with rw.datasets.load(...), "
+            "load_table(...) or InteractionLog.from_frame(frame, ...)."
+        )
+    return value
+
+
+def require_split(value, caller: str) -> "Split":
+    """Return ``value`` when it is a Split; raise ConfigError naming ``caller`` otherwise."""
+    if not isinstance(value, Split):
+        hint = " Split it first, for example rw.leave_last_out(log)." if isinstance(value, InteractionLog) else ""
+        raise ConfigError(
+            f"{caller} needs a Split from leave_last_out or temporal, got {type(value).__name__}.{hint}"
+        )
+    return value
+
+
 def leave_last_out(log: InteractionLog, *, short_users: str = "raise") -> Split:
     """Split each user's sequence: test = last item, validation = second to last, train = the rest.
 
@@ -191,6 +211,7 @@ def leave_last_out(log: InteractionLog, *, short_users: str = "raise") -> Split:
     ``short_users`` sets what happens to the others ("raise", "drop", or "train" to keep them
     as training data without validation and test targets).
     """
+    require_log(log, "leave_last_out")
     frame = log.interactions
     counts = frame.groupby("user").size()
     short = _check_short_users(log, counts, 3, short_users, "leave-last-out")
@@ -273,6 +294,7 @@ def temporal(
     (default: 0.1 quantile points before ``cutoff``), and training uses only events before
     the validation cutoff, so early stopping never sees a test or validation target.
     """
+    require_log(log, "temporal")
     if targets not in ("next", "all"):
         raise ConfigError(f"targets={targets!r} is invalid; use 'next' or 'all'.")
     frame = log.interactions

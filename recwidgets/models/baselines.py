@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from recwidgets.data.log import PAD
-from recwidgets.data.split import Split
+from recwidgets.data.split import Split, require_split
 from recwidgets.errors import ConfigError, DataError
 from recwidgets.training.trainer import resolve_device
 
@@ -45,6 +45,7 @@ class Popularity:
 
     def fit(self, split: Split) -> "Popularity":
         """Count training interactions per item and return ``self``."""
+        require_split(split, "Popularity.fit")
         counts = split.train_popularity().astype(np.float32)
         counts[PAD] = 0.0
         self.counts = torch.from_numpy(counts).to(self.device)
@@ -110,6 +111,7 @@ class EASE:
 
     def fit(self, split: Split) -> "EASE":
         """Compute the item-by-item weights from the training interactions and return ``self``."""
+        require_split(split, "EASE.fit")
         n_items = split.log.n_items
         needed = self.required_bytes(n_items)
         if needed > self.memory_budget:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recwidgets.data.log import PAD
-from recwidgets.data.split import Split
+from recwidgets.data.split import Split, require_split
 from recwidgets.errors import ConfigError, DataError
 from recwidgets.models.base import pad_histories
 from recwidgets.training.checkpoint import history_from_plain, history_to_plain, load_checkpoint, save_checkpoint
@@ -407,6 +407,7 @@ class SASRec:
           ``stop_reason`` (``"max epochs"``, ``"early stopping"`` or ``"non-finite loss"``),
           ``epochs_run``.
         """
+        require_split(split, "SASRec.fit")
         config = self.config
         epochs = config.epochs if epochs is None else epochs
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:

@@ -11,7 +11,7 @@ import torch
 import traitlets
 
 from recwidgets.data.log import PAD
-from recwidgets.data.split import Split
+from recwidgets.data.split import Split, require_split
 from recwidgets.errors import ConfigError
 from recwidgets.explain.attention import AttentionResult, _require_attention, attention_data, attention_weights
 from recwidgets.models.base import pad_histories
@@ -124,8 +124,7 @@ class AttentionHeatmap(RecWidget):
         overlay: str = "none",
     ):
         _require_attention(model)
-        if not isinstance(split, Split):
-            raise ConfigError(f"split must be a recwidgets Split; got {type(split).__name__}.")
+        require_split(split, "AttentionHeatmap")
         self._model = model
         self._split = split
         self._part = part

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from recwidgets.data.split import Split
+from recwidgets.data.split import Split, require_split
 from recwidgets.errors import ConfigError
 from recwidgets.explain.shap_values import (
     ShapExplainer,
@@ -117,8 +117,7 @@ class ShapExplorer(RecWidget):
         explainer_options: dict | None = None,
         view: str = "waterfall",
     ):
-        if not isinstance(split, Split):
-            raise ConfigError(f"split must be a recwidgets Split; got {type(split).__name__}.")
+        require_split(split, "ShapExplorer")
         options = {**DEFAULT_EXPLAINER_OPTIONS, **dict(explainer_options or {})}
         self._titles = split.log.item_titles()
         self._explainer = ShapExplainer(
