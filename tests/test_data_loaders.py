@@ -249,6 +249,15 @@ def test_table_one_column_two_roles(tmp_path, events):
         load_table(path, user_col="visitor", item_col="visitor", time_col="when")
 
 
+@pytest.mark.parametrize(("written", "given", "named"), [(",", ";", "','"), ("\t", ",", "a tab")])
+def test_table_wrong_separator_named(tmp_path, events, written, given, named):
+    path = tmp_path / "clicks.txt"
+    events.to_csv(path, index=False, sep=written)
+
+    with pytest.raises(DataError, match=f"read as a single column .* it looks like {named}"):
+        load_table(path, user_col="visitor", item_col="product", time_col="when", sep=given)
+
+
 def test_table_parquet_mapped_columns(tmp_path, events):
     path = tmp_path / "clicks.parquet"
     events.to_parquet(path, index=False)

@@ -106,6 +106,19 @@ def _suggest_column(role: str, found: list[str]) -> str | None:
 
 
 def _missing_column_error(path: Path, role: str, column: str, found: list[str]) -> DataError:
+    if len(found) == 1:
+        # One column whose name contains a separator means the file was split on the wrong one.
+        header = str(found[0])
+        separators = [sep for sep in (",", "\t", ";", "|", "::") if sep in header]
+        if separators:
+            tab = separators[0] == "\t"
+            python = "'\\t'" if tab else repr(separators[0])
+            shell = "$'\\t'" if tab else repr(separators[0])
+            return DataError(
+                f"{path}: read as a single column {header!r}, so the separator is wrong; it looks like "
+                f"{'a tab' if tab else python}. Pass sep={python} (command line: --sep {shell}), or leave sep out "
+                "for a .csv or .tsv file."
+            )
     option = _ROLE_OPTIONS[role]
     flag = "--" + option.replace("_", "-")
     guess = _suggest_column(role, found)
