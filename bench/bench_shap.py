@@ -6,11 +6,11 @@ in place (``absence="pad"``, not the library default ``"remove"``), which needs 
 times fewer forward passes for the same precision (part 1b) and keeps the reference run
 to minutes. Every method explains the same value function on one torch thread:
 
-* ``reference``: our estimator at ``--reference-tolerance`` (default 0.005), the truth the
-  others are measured against;
-* ``ours``: our permutation estimator (with single-player refinement) and our paired
-  Kernel SHAP, each at tolerance 0.01 (every player within 0.01 at 95% joint confidence,
-  judged by its own standard errors);
+* ``reference``: our permutation estimator at ``--reference-tolerance`` (default 0.005),
+  the truth the others are measured against;
+* ``ours``: our paired Kernel SHAP (the default beyond 14 players) and our permutation
+  estimator (with single-player refinement), each at tolerance 0.01 (every player within
+  0.01 at 95% joint confidence, judged by its own standard errors);
 * ``ours, permutations only`` (``--plain``): the permutation estimator without refinement;
 * ``KernelExplainer``: ``shap.KernelExplainer`` on the value function (coalitions as binary
   features, an all-absent background row, ``l1_reg=False`` so all 50 features are
@@ -18,10 +18,18 @@ to minutes. Every method explains the same value function on one torch thread:
   reference is at most 0.01. Kernel SHAP has no error estimate of its own, so this gives
   it an oracle-chosen budget. The time reported is that of the passing run alone, and
   both of our estimators are then also run at that same budget without a stopping rule.
+* ``equal budgets``: KernelExplainer, our Kernel SHAP and our permutation estimator at fixed
+  budgets from 4,002 to 64,002 forward passes, three seeds each, so the estimators are
+  compared without any stopping rule or oracle.
 
 Part 1b (``bench/results/shap_absence.md``): the spread of the per-pair contributions
 (standard error x sqrt(pairs), from 16 antithetic pairs) for three 50-item users under
 each absence mode. Passes to a given precision grow with its square.
+
+Part 1c (``bench/results/shap_methods.md``): the largest and the median standard error of
+our Kernel SHAP and of our permutation estimator at the same budget (16,002 and 15,977
+passes) for six 50-item users under each absence mode. ``method="auto"`` picks its
+adaptive estimator from this table.
 
 Part 2 (``bench/results/faithfulness.md``): deletion and insertion AUCs of SHAP, attention,
 gradient x input and a random order for the top-1 item's log-probability, 100 seeded test
@@ -31,7 +39,7 @@ The SASRec model is trained on the leave-last-out split (default config, early s
 validation NDCG@10) and cached at ``--checkpoint``; a later run loads it.
 
 Run: ``python bench/bench_shap.py [--checkpoint PATH] [--plain] [--skip-speed] [--skip-absence]
-[--skip-faithfulness]``.
+[--skip-methods] [--skip-faithfulness]``.
 """
 
 from __future__ import annotations
@@ -61,6 +69,10 @@ DEFAULT_CHECKPOINT = Path(os.environ.get("TMPDIR", "/tmp")) / "recwidgets-bench-
 TOLERANCE = 0.01
 KERNEL_START_SAMPLES = 2_000
 KERNEL_MAX_SAMPLES = 512_000
+SWEEP_BUDGETS = (4_002, 8_002, 16_002, 32_002, 64_002)
+SWEEP_SEEDS = (0, 1, 2)
+SWEEP_METHODS = ("KernelExplainer", "kernel", "permutation")
+METHOD_USERS = 6
 
 
 def machine() -> str:
@@ -94,11 +106,11 @@ def timed(function):
     return result, time.perf_counter() - started
 
 
-def kernel_run(value_fn, n_players: int, nsamples: int) -> np.ndarray:
+def kernel_run(value_fn, n_players: int, nsamples: int, seed: int = 0) -> np.ndarray:
     import shap
 
     # KernelExplainer samples coalitions with numpy's global generator.
-    np.random.seed(0)
+    np.random.seed(seed)
     explainer = shap.KernelExplainer(lambda coalitions: value_fn(coalitions > 0.5), np.zeros((1, n_players)))
     values = explainer.shap_values(np.ones((1, n_players)), nsamples=nsamples, l1_reg=False, silent=True)
     return np.asarray(values).reshape(-1)
@@ -111,7 +123,13 @@ def bench_speed(model, split, args) -> str:
     titles = split.log.item_titles()
 
     reference_explainer = ShapExplainer(
-        model, absence="pad", tolerance=args.reference_tolerance, max_evals=20_000_000, titles=titles, progress=False
+        model,
+        method="permutation",
+        absence="pad",
+        tolerance=args.reference_tolerance,
+        max_evals=20_000_000,
+        titles=titles,
+        progress=False,
     )
     reference, reference_seconds = timed(lambda: reference_explainer.explain(history, user=user))
     target = reference.meta.target
@@ -130,14 +148,22 @@ def bench_speed(model, split, args) -> str:
         explainer = ShapExplainer(model, seed=1, titles=titles, progress=False, **options)
         explanation, seconds = timed(lambda: explainer.explain(history, target, user=user))
         error = float(np.abs(explanation.values - reference.values).max())
-        rows.append((label, explanation.meta.n_evals, seconds, error, explanation.meta.max_standard_error, error <= TOLERANCE))
+        if "n_pairs" in options:
+            stop = "fixed budget"
+        else:
+            stop = "own 95% bound" if explanation.meta.converged else f"max_evals={explainer.max_evals:,}"
+        rows.append(
+            (label, explanation.meta.n_evals, seconds, error, explanation.meta.max_standard_error, stop, error <= TOLERANCE)
+        )
         print(f"{label}: {explanation.meta.n_evals:,} passes, {seconds:.1f} s, max abs error {error:.4f}", flush=True)
-        return seconds
+        return seconds, error, stop
 
-    ours_seconds = ours("ours: permutation (tolerance 0.01, refinement)")
-    ours("ours: kernel (tolerance 0.01)", method="kernel")
+    adaptive = {
+        "our Kernel SHAP": ours("ours: kernel, the default (tolerance 0.01)"),
+        "our permutation estimator": ours("ours: permutation (tolerance 0.01, refinement)", method="permutation"),
+    }
     if args.plain:
-        ours("ours: permutation (tolerance 0.01, permutations only)", refine=False, max_evals=5_000_000)
+        ours("ours: permutation (tolerance 0.01, permutations only)", method="permutation", refine=False, max_evals=5_000_000)
 
     nsamples = KERNEL_START_SAMPLES
     kernel_seconds = kernel_error = None
@@ -146,7 +172,9 @@ def bench_speed(model, split, args) -> str:
         values, seconds = timed(lambda: kernel_run(value_fn, players, nsamples))
         error = float(np.abs(values - reference.values).max())
         print(f"KernelExplainer nsamples={nsamples:,}: {value_fn.n_evals:,} passes, {seconds:.1f} s, max abs error {error:.4f}", flush=True)
-        rows.append((f"KernelExplainer (nsamples={nsamples:,})", value_fn.n_evals, seconds, error, float("nan"), error <= TOLERANCE))
+        rows.append(
+            (f"KernelExplainer (nsamples={nsamples:,})", value_fn.n_evals, seconds, error, float("nan"), "budget", error <= TOLERANCE)
+        )
         if error <= TOLERANCE:
             kernel_seconds, kernel_error = seconds, error
             break
@@ -156,9 +184,10 @@ def bench_speed(model, split, args) -> str:
         # Our estimators given KernelExplainer's passing budget, without their stopping rule:
         # whole permutation pairs, and Kernel SHAP pairs, of that many forward passes.
         budget = nsamples + 2
-        ours(f"ours: permutation, fixed budget {budget:,}", n_pairs=(budget - 2) // (2 * (players - 1)))
+        ours(f"ours: permutation, fixed budget {budget:,}", method="permutation", n_pairs=(budget - 2) // (2 * (players - 1)))
         ours(f"ours: kernel, fixed budget {budget:,}", method="kernel", n_pairs=(budget - 2) // 2)
 
+    sweep = budget_sweep(model, history, user, target, value_fn, reference.values, titles)
     lines = [
         "# Shapley values of one recommendation: ours against shap.KernelExplainer",
         "",
@@ -168,26 +197,78 @@ def bench_speed(model, split, args) -> str:
         f"(training stopped: {model.stop_reason}).",
         f"Explained: score of the top-1 item {titles[target]!r} (id {target}) for user {user}, {players} history "
         "positions as players, absent items padded in place.",
-        f"Reference: our estimator at tolerance {args.reference_tolerance} ({reference.meta.n_evals:,} forward passes, "
+        f"Reference: our permutation estimator at tolerance {args.reference_tolerance} ({reference.meta.n_evals:,} forward passes, "
         f"{reference_seconds:.0f} s, max standard error {reference.meta.max_standard_error:.4f}).",
         "Errors are max abs differences from the reference over the 50 players, so they include the reference's own "
         "error. Times vary with load on a shared machine; pass counts do not (seeded).",
+        f"Largest reference values: {top_values(reference)}; the values sum to "
+        f"{reference.values.sum():.3f} (score with the whole history minus score with none).",
         "",
-        "| method | forward passes | seconds | max abs error | max standard error | error within 0.01 |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| method | forward passes | seconds | max abs error | max standard error | stopped by | error within 0.01 |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    for label, passes, seconds, error, standard_error, ok in rows:
+    for label, passes, seconds, error, standard_error, stop, ok in rows:
         shown_error = "n/a" if np.isnan(standard_error) else f"{standard_error:.4f}"
-        lines.append(f"| {label} | {passes:,} | {seconds:.1f} | {error:.4f} | {shown_error} | {'yes' if ok else 'no'} |")
+        lines.append(
+            f"| {label} | {passes:,} | {seconds:.1f} | {error:.4f} | {shown_error} | {stop} | {'yes' if ok else 'no'} |"
+        )
     lines.append("")
     if kernel_seconds is not None:
-        lines.append(
-            f"Time ratio KernelExplainer / ours (permutation) at +-0.01: {kernel_seconds / ours_seconds:.2f} "
-            f"(KernelExplainer error {kernel_error:.4f} at the first passing budget)."
-        )
+        for name, (seconds, error, stop) in adaptive.items():
+            if error <= TOLERANCE:
+                lines.append(
+                    f"Time ratio KernelExplainer / {name} at +-0.01: {kernel_seconds / seconds:.2f} (KernelExplainer "
+                    f"error {kernel_error:.4f} at the first passing budget, which was chosen against the reference; "
+                    f"ours stopped by {stop})."
+                )
+            else:
+                lines.append(f"{name.capitalize()} did not come within 0.01 (error {error:.4f}, stopped by {stop}).")
+            lines.append("")
     else:
         lines.append(f"KernelExplainer did not reach +-0.01 within nsamples={KERNEL_MAX_SAMPLES:,}.")
+    lines += [
+        "",
+        "## Error at equal budgets",
+        "",
+        f"Max abs error against the reference over the {players} players, at fixed budgets without a stopping rule, "
+        f"for seeds {', '.join(str(seed) for seed in SWEEP_SEEDS)}: the mean over seeds, and the worst seed in brackets.",
+        "",
+        "| forward passes | KernelExplainer | ours: kernel | ours: permutation |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for budget, errors in sweep:
+        cells = [f"{np.mean(errors[name]):.4f} ({np.max(errors[name]):.4f})" for name in SWEEP_METHODS]
+        lines.append(f"| {budget:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def top_values(explanation, count: int = 3) -> str:
+    """Describe the ``count`` largest absolute values with their history positions (1 = oldest)."""
+    values = np.asarray(explanation.values)
+    order = np.argsort(-np.abs(values))[:count]
+    return ", ".join(f"position {index + 1} of {len(values)} {values[index]:.3f}" for index in order)
+
+
+def budget_sweep(model, history, user, target, value_fn, reference, titles) -> list[tuple[int, dict]]:
+    """Max abs error of each estimator at equal fixed budgets, over a few seeds."""
+    players = value_fn.n_players
+    sweep = []
+    for budget in SWEEP_BUDGETS:
+        errors: dict[str, list[float]] = {name: [] for name in SWEEP_METHODS}
+        for seed in SWEEP_SEEDS:
+            errors["KernelExplainer"].append(
+                float(np.abs(kernel_run(value_fn, players, budget - 2, seed=seed) - reference).max())
+            )
+            for name, options in (
+                ("kernel", {"method": "kernel", "n_pairs": (budget - 2) // 2}),
+                ("permutation", {"n_pairs": (budget - 2) // (2 * (players - 1))}),
+            ):
+                explainer = ShapExplainer(model, absence="pad", seed=seed, titles=titles, progress=False, **options)
+                values = explainer.explain(history, target, user=user).values
+                errors[name].append(float(np.abs(values - reference).max()))
+        print(f"budget {budget:,}: " + ", ".join(f"{name} {np.mean(errors[name]):.4f}" for name in SWEEP_METHODS), flush=True)
+        sweep.append((budget, errors))
+    return sweep
 
 
 def bench_absence(model, split) -> str:
@@ -221,6 +302,52 @@ def bench_absence(model, split) -> str:
             )
         ratios.append(spreads["remove"] / spreads["pad"])
     lines += ["", f"Max spread, remove / pad: {', '.join(f'{ratio:.1f}' for ratio in ratios)}.", ""]
+    return "\n".join(lines)
+
+
+def bench_methods(model, split) -> str:
+    lengths = np.array([len(history) for history in split.test.histories])
+    rows = np.flatnonzero(lengths >= model.max_len)[:METHOD_USERS]
+    players = model.max_len
+    settings = (
+        ("kernel", {"method": "kernel", "n_pairs": 8_000}),
+        ("permutation", {"method": "permutation", "n_pairs": 16_000 // (2 * (players - 1))}),
+    )
+    lines = [
+        "# Kernel SHAP against permutation sampling at equal budgets",
+        "",
+        f"Produced by `python bench/bench_shap.py`. Machine: {machine()}.",
+        f"Model: SASRec ({model.config.layers} layers, {model.config.heads} heads, hidden {model.config.hidden}, "
+        f"max_len {model.max_len}) trained on ML-100K leave-last-out. Score of each user's top-1 item, "
+        f"{players} history positions as players, seed 0. Each estimator's own standard errors; forward passes "
+        "to a given precision grow with their square.",
+        "",
+        "| user | absence | kernel passes | kernel max SE | kernel median SE | permutation passes | "
+        "permutation max SE | permutation median SE | max SE ratio |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ratios = []
+    for absence in ("pad", "remove"):
+        for row in rows:
+            user, history = int(split.test.users[row]), split.test.histories[row]
+            cells = []
+            maxima = []
+            for _, options in settings:
+                explainer = ShapExplainer(model, absence=absence, seed=0, progress=False, **options)
+                explanation = explainer.explain(history, user=user)
+                maxima.append(explanation.meta.max_standard_error)
+                cells.append(
+                    f"{explanation.meta.n_evals:,} | {explanation.meta.max_standard_error:.4f} | "
+                    f"{np.median(explanation.error_std):.4f}"
+                )
+            ratios.append(maxima[1] / maxima[0])
+            lines.append(f"| {user} | {absence} | {cells[0]} | {cells[1]} | {ratios[-1]:.1f} |")
+            print(lines[-1], flush=True)
+    lines += [
+        "",
+        f"Max SE ratio (permutation / kernel): {min(ratios):.1f} to {max(ratios):.1f} over {len(ratios)} runs.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -266,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=100, help="Users in the faithfulness table.")
     parser.add_argument("--skip-speed", action="store_true", help="Skip part 1.")
     parser.add_argument("--skip-absence", action="store_true", help="Skip part 1b.")
+    parser.add_argument("--skip-methods", action="store_true", help="Skip part 1c.")
     parser.add_argument("--skip-faithfulness", action="store_true", help="Skip part 2.")
     args = parser.parse_args(argv)
 
@@ -281,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_absence:
         text = bench_absence(model, split)
         (RESULTS / "shap_absence.md").write_text(text, encoding="utf-8")
+        print(text)
+    if not args.skip_methods:
+        text = bench_methods(model, split)
+        (RESULTS / "shap_methods.md").write_text(text, encoding="utf-8")
         print(text)
     if not args.skip_faithfulness:
         text = bench_faithfulness(model, split, args)
