@@ -677,10 +677,11 @@ class _PermutationRun:
     their squared standard errors (the least-squares projection onto the efficiency
     constraint), so efficiency holds exactly either way.
 
-    NOTE: on SASRec with a 50-item history, a refined run that stopped at 200,000 passes
-    was 0.037 from the reference while its largest standard error was 0.0105
-    (``bench/results/shap.md``), so after refinement the standard errors may be too small.
-    Kernel SHAP is the adaptive default for that reason.
+    NOTE: a variance from the 16 pilot pairs can miss rare large contributions. On SASRec
+    with a 50-item history (``bench/results/shap.md``), the player furthest from the
+    reference (0.037) had only its pilot pairs, whose spread gave a standard error of 0.006,
+    and refinement spent the budget on other players. Kernel SHAP is the adaptive default
+    for that reason.
     """
 
     def __init__(
