@@ -12,6 +12,7 @@ import traitlets
 from recwidgets.coldstart.evaluation import CURVE_COLUMNS, SEGMENT_LABELS, ColdStartResult
 from recwidgets.errors import ConfigError
 from recwidgets.widgets.base import ArrayTrait, RecWidget, validator
+from recwidgets.widgets.metric_panel import _known_segment_by, _segment_labels
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +139,7 @@ class ColdStartCurve(RecWidget):
 
     @validator("segment_by")
     def _check_segment_by(self, proposal: dict) -> str:
-        value = proposal["value"]
-        keys = [group["key"] for group in self.segment_groups]
-        if self.segment_groups and value not in keys:
-            raise ConfigError(f"segment_by={value!r} is unknown; use one of {keys}.")
-        return value
+        return _known_segment_by(proposal["value"], self.segment_groups)
 
     @validator("segment")
     def _check_segment(self, proposal: dict) -> str:
@@ -157,11 +154,7 @@ class ColdStartCurve(RecWidget):
 
     def segment_labels(self, segment_by: str | None = None) -> list[str]:
         """Return the segment labels of a breakdown (the current one by default)."""
-        key = self.segment_by if segment_by is None else segment_by
-        for group in self.segment_groups:
-            if group["key"] == key:
-                return list(group["segments"])
-        raise ConfigError(f"segment_by={key!r} is unknown; use one of {[group['key'] for group in self.segment_groups]}.")
+        return _segment_labels(self.segment_groups, self.segment_by if segment_by is None else segment_by)
 
     def _on_breakdown(self, change: dict) -> None:
         labels = self.segment_labels(change["new"])

@@ -35,11 +35,14 @@ from recwidgets.widgets.diagnosis_report import _keys as _finding_keys
 from recwidgets.widgets.diagnosis_report import _payload as _finding_payload
 from recwidgets.widgets.metric_panel import (
     _arrays,
-    _known_chart_metric,
     _estimate_text,
     _estimates,
+    _known_chart_metric,
+    _known_k,
+    _known_segment_by,
     _named_results,
     _segment_groups,
+    _segment_labels,
 )
 
 logger = logging.getLogger(__name__)
@@ -212,10 +215,7 @@ class Dashboard(RecWidget):
 
     @validator("k")
     def _check_k(self, proposal: dict) -> int:
-        value = int(proposal["value"])
-        if self.ks and value not in self.ks:
-            raise ConfigError(f"k={value} has no precomputed values; use one of {self.ks}.")
-        return value
+        return _known_k(proposal["value"], self.ks)
 
     @validator("chart_metric")
     def _check_chart_metric(self, proposal: dict) -> str:
@@ -223,20 +223,13 @@ class Dashboard(RecWidget):
 
     @validator("segment_by")
     def _check_segment_by(self, proposal: dict) -> str:
-        keys = [group["key"] for group in self.segment_groups]
-        if self.segment_groups and proposal["value"] not in keys:
-            raise ConfigError(f"segment_by={proposal['value']!r} is unknown; use one of {keys}.")
-        return proposal["value"]
+        return _known_segment_by(proposal["value"], self.segment_groups)
 
     # -- segments --------------------------------------------------------------------------
 
     def segment_labels(self, segment_by: str | None = None) -> list[str]:
         """Return the segment labels of a breakdown (the current one by default)."""
-        key = self.segment_by if segment_by is None else segment_by
-        for group in self.segment_groups:
-            if group["key"] == key:
-                return list(group["segments"])
-        raise ConfigError(f"segment_by={key!r} is unknown; use one of {[g['key'] for g in self.segment_groups]}.")
+        return _segment_labels(self.segment_groups, self.segment_by if segment_by is None else segment_by)
 
     def segment_users(self, label: str, segment_by: str | None = None) -> np.ndarray:
         """Return the internal ids of the users in one segment, ascending."""

@@ -40,6 +40,30 @@ def _known_chart_metric(value: str, metric_names: list[str]) -> str:
     return value
 
 
+def _known_k(value: int, ks: list[int]) -> int:
+    """Return ``value`` as an int when it is one of the precomputed cutoffs ``ks`` (any value before they are set)."""
+    value = int(value)
+    if ks and value not in ks:
+        raise ConfigError(f"k={value} has no precomputed values; use one of {ks}.")
+    return value
+
+
+def _known_segment_by(value: str, segment_groups: list[dict]) -> str:
+    """Return ``value`` when it is the key of one of ``segment_groups`` (any value before they are set)."""
+    keys = [group["key"] for group in segment_groups]
+    if segment_groups and value not in keys:
+        raise ConfigError(f"segment_by={value!r} is unknown; use one of {keys}.")
+    return value
+
+
+def _segment_labels(segment_groups: list[dict], key: str) -> list[str]:
+    """Return the segment labels of the breakdown ``key``."""
+    for group in segment_groups:
+        if group["key"] == key:
+            return list(group["segments"])
+    raise ConfigError(f"segment_by={key!r} is unknown; use one of {[group['key'] for group in segment_groups]}.")
+
+
 class MetricPanel(RecWidget):
     """Metrics with confidence intervals for several models, by k and by user segment.
 
@@ -132,18 +156,11 @@ class MetricPanel(RecWidget):
 
     @validator("k")
     def _check_k(self, proposal: dict) -> int:
-        value = int(proposal["value"])
-        if self.ks and value not in self.ks:
-            raise ConfigError(f"k={value} has no precomputed values; use one of {self.ks}.")
-        return value
+        return _known_k(proposal["value"], self.ks)
 
     @validator("segment_by")
     def _check_segment_by(self, proposal: dict) -> str:
-        value = proposal["value"]
-        keys = [group["key"] for group in self.segment_groups]
-        if self.segment_groups and value not in keys:
-            raise ConfigError(f"segment_by={value!r} is unknown; use one of {keys}.")
-        return value
+        return _known_segment_by(proposal["value"], self.segment_groups)
 
     @validator("chart_metric")
     def _check_chart_metric(self, proposal: dict) -> str:
@@ -153,11 +170,7 @@ class MetricPanel(RecWidget):
 
     def segment_labels(self, segment_by: str | None = None) -> list[str]:
         """Return the segment labels of a breakdown (the current one by default)."""
-        key = self.segment_by if segment_by is None else segment_by
-        for group in self.segment_groups:
-            if group["key"] == key:
-                return list(group["segments"])
-        raise ConfigError(f"segment_by={key!r} is unknown; use one of {[g['key'] for g in self.segment_groups]}.")
+        return _segment_labels(self.segment_groups, self.segment_by if segment_by is None else segment_by)
 
     def _on_breakdown(self, change: dict) -> None:
         self.selected_segment = ""
