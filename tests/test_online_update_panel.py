@@ -267,6 +267,16 @@ def test_front_end_values_beyond_sliders_rejected(panel, state, message):
     assert message in panel.python_error
 
 
+def test_rounded_slider_end_accepted(panel):
+    # The log slider rounds to 3 significant digits, so its end can be up to 0.5% past lr_max.
+    value = panel.lr_max * 1.004
+
+    panel.set_state({"lr": value})
+
+    assert panel.lr == value
+    assert panel.python_error == ""
+
+
 def test_exhausted_stream_disables_apply(logs):
     model = FirstOrderModel(logs.pre_cutoff.n_items, logs.pre_cutoff.n_users, seed=0)
     updater = OnlineUpdater(model, logs.stream, cutoff=logs.cutoff, window=len(logs.stream), steps=1, forgetting_users=50)

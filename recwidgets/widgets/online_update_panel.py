@@ -180,7 +180,8 @@ class OnlineUpdatePanel(RecWidget):
         value = float(proposal["value"])
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"lr={value!r} is invalid; pass a learning rate >= 0, such as 1e-3.")
-        if self._from_front_end("lr") and not self.lr_min <= value <= self.lr_max:
+        # The slider rounds to 3 significant digits, which can land up to 0.5% past either end.
+        if self._from_front_end("lr") and not self.lr_min * 0.99 <= value <= self.lr_max * 1.01:
             raise ConfigError(f"lr={value!r} is outside the slider's range [{self.lr_min}, {self.lr_max}]; use the slider, or set "
                 "panel.lr from Python to go past it.")
         return value
@@ -228,8 +229,8 @@ class OnlineUpdatePanel(RecWidget):
     def _from_front_end(self, name: str) -> bool:
         """Return whether ``name`` is being set by a front-end message.
 
-        Python callers may go past the sliders' ranges on purpose; a browser message that
-        does so was not made by the sliders, so it is rejected.
+        Python callers may go past the sliders' ranges on purpose. A browser message that
+        does so did not come from the sliders, so it is rejected.
         """
         return name in self._property_lock
 
