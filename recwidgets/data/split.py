@@ -184,7 +184,7 @@ def _check_short_users(
 
 
 def require_log(value, caller: str) -> InteractionLog:
-    """Return ``value`` when it is an InteractionLog; raise ConfigError naming ``caller`` otherwise."""
+    """Return ``value`` if it is an InteractionLog, and raise a ConfigError that names ``caller`` if not."""
     if not isinstance(value, InteractionLog):
         raise ConfigError(
             f"{caller} needs an InteractionLog, got {type(value).__name__}; load one with rw.datasets.load(...), "
@@ -194,7 +194,7 @@ def require_log(value, caller: str) -> InteractionLog:
 
 
 def require_split(value, caller: str) -> "Split":
-    """Return ``value`` when it is a Split; raise ConfigError naming ``caller`` otherwise."""
+    """Return ``value`` if it is a Split, and raise a ConfigError that names ``caller`` if not."""
     if not isinstance(value, Split):
         hint = " Split it first, for example rw.leave_last_out(log)." if isinstance(value, InteractionLog) else ""
         raise ConfigError(

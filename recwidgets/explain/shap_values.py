@@ -861,8 +861,8 @@ class _KernelRun:
 
     shap's KernelExplainer also enumerates the coalition sizes of largest kernel weight (1 and
     P - 1, then 2 and P - 2, ...) exactly when its budget allows. On SASRec with a 50-item
-    history its max error at budgets of 4,002 to 64,002 passes was within the spread over
-    seeds of this fit's (``bench/results/shap.md``).
+    history, its max error and this fit's were within each other's spread over seeds at
+    budgets of 4,002 to 64,002 passes (``bench/results/shap.md``).
     """
 
     def __init__(

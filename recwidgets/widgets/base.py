@@ -53,7 +53,7 @@ class TraitValueError(ConfigError, traitlets.TraitError):
 
 
 def validator(*names: str) -> Callable:
-    """``traitlets.validate`` for RecWidget traits; a ConfigError raised inside becomes a TraitValueError."""
+    """Register a validator like ``traitlets.validate``, turning a ConfigError raised inside into a TraitValueError."""
 
     def decorate(function: Callable) -> Any:
         @functools.wraps(function)
@@ -307,7 +307,7 @@ class RecWidget(anywidget.AnyWidget):
         return guarded
 
     def set_state(self, sync_data: dict) -> None:
-        """Apply a state update from the front end; a rejected value is shown, not lost in the kernel log.
+        """Apply a state update from the front end, and show a rejected value instead of losing it in the kernel log.
 
         A ``TraitError`` (a :class:`TraitValueError` from a validator, or a wrong type) makes
         traitlets undo the whole update. The message then goes to ``python_error``, and the
